@@ -1,0 +1,114 @@
+"""Small helpers shared by every script: atomic files, displays, videos, clear errors."""
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+
+class UserError(Exception):
+    """A problem the user can fix (a missing file, a bad flag); scripts print it without a traceback."""
+
+
+def die(message):
+    """Print a one-line error naming the problem and its fix, then exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main_guard(main):
+    """Run main(); turn UserError into a clean message and exit code 2."""
+    try:
+        return main()
+    except UserError as e:
+        die(str(e))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _atomic(path, write):
+    """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    _atomic(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path, obj, **kwargs):
+    atomic_write_bytes(path, json.dumps(obj, **kwargs).encode())
+
+
+def atomic_savez(path, compressed=True, **arrays):
+    save = np.savez_compressed if compressed else np.savez
+    _atomic(path, lambda f: save(f, **arrays))
+
+
+def read_json(path, what="file"):
+    """json.load with an error that names the file instead of a traceback."""
+    if not os.path.exists(path):
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e}); re-create or replace it")
+
+
+def has_display():
+    """True where a window can open (X11 or Wayland), unless SDL was told to stay headless."""
+    if os.environ.get("SDL_VIDEODRIVER") in ("dummy", "offscreen"):
+        return False
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def headless():
+    """Make pygame draw off-screen; call before pygame opens anything."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+class VideoWriter:
+    """Frames (H, W, 3) uint8 to an mp4 (H.264 through imageio-ffmpeg) or a gif, by extension."""
+
+    def __init__(self, path, fps=50):
+        import imageio.v2 as imageio
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        self.path = path
+        if path.endswith(".gif"):
+            self._w = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
+        else:
+            # macro_block_size=1 keeps odd frame sizes (e.g. 600x400 is fine, 96x96 too)
+            self._w = imageio.get_writer(path, fps=fps, codec="libx264", quality=7,
+                                         macro_block_size=1, pixelformat="yuv420p")
+        self.frames = 0
+
+    def append(self, frame):
+        self._w.append_data(np.asarray(frame, dtype=np.uint8))
+        self.frames += 1
+
+    def close(self):
+        self._w.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
