@@ -114,7 +114,7 @@ def test_random_drive_writes_a_video(tmp_path):
     assert "total_reward" in out.stdout
     import imageio.v2 as imageio
 
-    frames = list(imageio.get_reader(str(path)))
+    frames = [f for f in imageio.get_reader(str(path))]  # len() of the reader is inf
     assert len(frames) == 60 and frames[0].shape == (400, 600, 3)
 
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Random-policy rollouts on many workers, headless (no X server, no xvfb: pygame draws off-screen).
+#
+#   bash extract.bash                 # one worker per core, 200 episodes each (the original: 64 x 200)
+#   WORKERS=64 EPISODES=200 bash extract.bash
+#   bash extract.bash --renderer turbo --max-frames 1000   # extra flags go to every extract.py
+#
+# Writes record/<seed>.npz; files already there are skipped, so rerunning resumes.
+set -u
+cd "$(dirname "$0")"
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+WORKERS=${WORKERS:-$(nproc 2>/dev/null || echo 1)}
+EPISODES=${EPISODES:-200}
+OUT=${OUT:-record}
+mkdir -p "$OUT" log/extract
+export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy OMP_NUM_THREADS=1
+echo "extract: $WORKERS workers x $EPISODES episodes -> $OUT/ (logs in log/extract/)"
+pids=()
+for ((w = 0; w < WORKERS; w++)); do
+  "$PY" extract.py --worker "$w" --num-episodes "$EPISODES" --out-dir "$OUT" "$@" \
+    > "log/extract/worker_$w.log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || failed=$((failed + 1))
+done
+grep -h "wrote" log/extract/worker_*.log
+"$PY" extract.py --count --out-dir "$OUT"
+if [ "$failed" -ne 0 ]; then
+  echo "extract: $failed worker(s) exited with an error; see log/extract/" >&2
+  exit 1
+fi

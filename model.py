@@ -1,0 +1,313 @@
+"""The agent (V + M + C) and the original's way of running it.
+
+    python model.py render   log/carracing.cma.16.64.best.json [seed]   # one episode, window or video
+    python model.py norender log/carracing.cma.16.64.best.json [seed]   # 100 episodes, mean and stdev
+    python model.py render                                              # random weights, as the original
+
+Reads vae/vae.json, rnn/rnn.json and a controller file ([params, ...] as train.py writes it);
+writes a video (videos/) when there is no display or with --video.
+
+The agent: each frame is encoded by the VAE into z (sampled from mu, logvar), the controller
+maps [z, h] (h: the MDN-RNN's hidden state) to an action, then the LSTM steps on [z, action].
+V and M run in NumPy; `simulate_batch` drives many episodes in lockstep and batches V and M.
+"""
+import argparse
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+# One BLAS thread: batch-1 matmuls gain nothing from two and the env step needs the other core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+
+import config
+from common import UserError, VideoWriter, has_display, main_guard, read_json
+from env import make_env
+from rnn.rnn import (MODE_ZH, MDNRNN, hps_sample, rnn_init_state, rnn_next_state, rnn_output,
+                     rnn_output_size)
+from vae.vae import ConvVAE
+
+EXP_MODE = MODE_ZH
+
+
+def controller_action(features, weight, bias):
+    """tanh(features W + b) mapped to CarRacing's ranges: steer [-1,1], gas [0,1], brake [0,1]."""
+    action = np.tanh(features @ weight + bias)
+    action[..., 1] = (action[..., 1] + 1.0) / 2.0
+    action[..., 2] = np.clip(action[..., 2], 0.0, 1.0)
+    return action
+
+
+class Model:
+    """Controller over NumPy V and M, with the original's method names."""
+
+    def __init__(self, load_model=True, vae_path=config.VAE_PATH, rnn_path=config.RNN_PATH):
+        self.env_name = config.ENV_NAME
+        self.vae = ConvVAE(z_size=config.Z_SIZE, batch_size=1, is_training=False)
+        self.rnn = MDNRNN(hps_sample)
+        if load_model:
+            for what, path, flag in (("VAE", vae_path, "--vae"), ("MDN-RNN", rnn_path, "--rnn")):
+                if not os.path.exists(path):
+                    raise UserError(f"{what} weights {path} not found: train them (see README) and run "
+                                    f"install_models.py, or pass {flag} PATH")
+            self.vae.load_json(vae_path)
+            self.rnn.load_json(rnn_path)
+        self.z_size = config.Z_SIZE
+        self.input_size = rnn_output_size(EXP_MODE)
+        self.param_count = self.input_size * 3 + 3
+        self.weight = np.random.randn(self.input_size, 3)
+        self.bias = np.random.randn(3)
+        self.state = rnn_init_state(self.rnn)
+        self.rng = np.random.default_rng()
+        self.env = None
+        self.render_mode = None
+
+    def make_env(self, seed=-1, render_mode=None, full_episode=False, renderer=None,
+                 max_frames=config.MAX_FRAMES):
+        self.render_mode = render_mode
+        self.env = make_env(self.env_name, seed=seed, render_mode=render_mode,
+                            full_episode=full_episode, renderer=renderer, max_frames=max_frames)
+        return self.env
+
+    def reset(self):
+        self.state = rnn_init_state(self.rnn)
+
+    def encode_obs(self, obs):
+        """64x64x3 uint8 frame(s) -> z sampled from the VAE posterior, mu, logvar."""
+        batched = obs.ndim == 4
+        mu, logvar = self.vae.encode_mu_logvar(obs if batched else obs[None])
+        z = mu + np.exp(logvar / 2.0) * self.rng.standard_normal(mu.shape, dtype=np.float32)
+        return (z, mu, logvar) if batched else (z[0], mu[0], logvar[0])
+
+    def get_action(self, z):
+        """Action for z (and the current LSTM state); then steps the LSTM on [z, action]."""
+        action = controller_action(rnn_output(self.state, z, EXP_MODE), self.weight, self.bias)
+        self.state = rnn_next_state(self.rnn, z, action, self.state)
+        return action
+
+    def set_model_params(self, model_params):
+        params = np.asarray(model_params, dtype=np.float64).ravel()
+        if params.size != self.param_count:
+            raise UserError(f"controller has {params.size} parameters, expected {self.param_count} "
+                            f"(3 biases then a {self.input_size}x3 weight matrix)")
+        self.bias = params[:3].copy()
+        self.weight = params[3:].reshape(self.input_size, 3).copy()
+
+    def get_model_params(self):
+        return np.concatenate([self.bias, self.weight.ravel()])
+
+    def load_model(self, filename):
+        data = read_json(filename, "controller file")
+        try:
+            params = np.asarray(data[0], dtype=np.float64)
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise UserError(f"controller file {filename} is not [params, ...] as train.py writes it")
+        try:
+            self.set_model_params(params)
+        except UserError as e:
+            raise UserError(f"controller file {filename}: {e}")
+        self.data = data
+
+    def get_random_model_params(self, stdev=0.1):
+        return np.random.standard_cauchy(self.param_count) * stdev
+
+    def init_random_model_params(self, stdev=0.1):
+        """The original's random-data policy: Cauchy weights for C, V and M alike.
+
+        V and M take them through set_model_params, which divides by 10000 as the original's
+        did: their random weights end up tiny, z is mostly posterior noise and h stays near
+        zero. That is the policy that generated the paper's data, so it is kept.
+        """
+        self.set_model_params(self.get_random_model_params(stdev=stdev))
+        self.vae.set_model_params(self.vae.get_random_model_params(stdev=stdev))
+        self.rnn.set_model_params(self.rnn.get_random_model_params(stdev=stdev))
+
+
+def make_model(load_model=True, **kwargs):
+    return Model(load_model=load_model, **kwargs)
+
+
+def simulate(model, train_mode=False, render_mode=False, num_episode=5, seed=-1, max_len=-1,
+             video=None):
+    """Episodes one at a time; returns (reward_list, t_list).
+
+    seed >= 0 makes episode i use track seed+i and z-sampling noise seeded the same way, so
+    simulate_batch gives the same returns. train_mode with max_len > 0 caps episode length.
+    render_mode shows the env's window if it has one; `video` (a VideoWriter) records it.
+    """
+    if model.env is None:
+        model.make_env()
+    max_episode_length = max_len if (train_mode and max_len > 0) else config.MAX_FRAMES
+    reward_list, t_list = [], []
+    for episode in range(num_episode):
+        ep_seed = seed + episode if seed >= 0 else None
+        model.rng = np.random.default_rng(ep_seed)
+        model.reset()
+        obs, _ = model.env.reset(seed=ep_seed)
+        total_reward, t = 0.0, 0
+        for t in range(max_episode_length):
+            z, _, _ = model.encode_obs(obs)
+            action = model.get_action(z)
+            obs, reward, terminated, truncated, _ = model.env.step(action)
+            if video is not None:
+                video.append(model.env.render())
+            total_reward += reward
+            if terminated or truncated:
+                break
+        if render_mode:
+            print(f"total reward {total_reward:.2f} timesteps {t + 1}", flush=True)
+        reward_list.append(total_reward)
+        t_list.append(t)
+    return reward_list, t_list
+
+
+def simulate_batch(model, seeds, max_len=-1, renderer=None):
+    """One env per seed, stepped in lockstep with V and M batched across the live episodes.
+
+    Returns (rewards, steps) arrays; the same as simulate() episode by episode for the same
+    seeds and parameters. Envs are kept on the model between calls to save their set-up.
+    """
+    seeds = [int(s) for s in seeds]
+    n = len(seeds)
+    max_steps = max_len if max_len > 0 else config.MAX_FRAMES
+    envs = getattr(model, "_batch_envs", [])
+    if getattr(model, "_batch_renderer", None) != renderer:
+        for e in envs:
+            e.close()
+        envs = []
+    while len(envs) < n:
+        envs.append(make_env(model.env_name, renderer=renderer))
+    model._batch_envs, model._batch_renderer = envs, renderer
+    rngs = [np.random.default_rng(s) for s in seeds]
+    obs = np.stack([envs[i].reset(seed=seeds[i])[0] for i in range(n)])
+    state = rnn_init_state(model.rnn, batch_size=n)
+    rewards = np.zeros(n)
+    steps = np.zeros(n, dtype=np.int64)
+    live = np.arange(n)
+    for _ in range(max_steps):
+        mu, logvar = model.vae.encode_mu_logvar(obs)
+        noise = np.stack([rngs[i].standard_normal(config.Z_SIZE, dtype=np.float32) for i in live])
+        z = mu + np.exp(logvar / 2.0) * noise
+        action = controller_action(rnn_output(state, z, EXP_MODE), model.weight, model.bias)
+        state = rnn_next_state(model.rnn, z, action, state)
+        keep = []
+        for j, i in enumerate(live):
+            obs[j], r, terminated, truncated, _ = envs[i].step(action[j])
+            rewards[i] += r
+            steps[i] += 1
+            if not (terminated or truncated):
+                keep.append(j)
+        if len(keep) < len(live):
+            if not keep:
+                break
+            keep = np.array(keep)
+            live, obs = live[keep], obs[keep]
+            state = type(state)(*(s[keep] for s in state))
+    return rewards, steps
+
+
+def write_random_models(folder):
+    """Random-weight vae.json and rnn.json (default initialisation) for tests and demos."""
+    os.makedirs(folder, exist_ok=True)
+    vae_path, rnn_path = os.path.join(folder, "vae.json"), os.path.join(folder, "rnn.json")
+    ConvVAE(z_size=config.Z_SIZE).save_json(vae_path)
+    MDNRNN(hps_sample).save_json(rnn_path)
+    return vae_path, rnn_path
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def _evaluate_chunk(args):
+    """Worker: a chunk of evaluation episodes, batched."""
+    filename, seeds, vae_path, rnn_path, renderer, random_stdev, random_seed = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    model = make_model(load_model=vae_path is not None, vae_path=vae_path, rnn_path=rnn_path)
+    if filename is None:
+        np.random.seed(random_seed)
+        model.init_random_model_params(stdev=random_stdev)
+    else:
+        model.load_model(filename)
+    rewards, steps = simulate_batch(model, seeds, renderer=renderer)
+    return rewards.tolist(), steps.tolist()
+
+
+def run_episodes(filename, seeds, vae_path, rnn_path, renderer=None, workers=1, random_stdev=0.0,
+                 random_seed=0):
+    """Returns of one episode per seed, spread over `workers` processes."""
+    chunks = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
+    tasks = [(filename, c, vae_path, rnn_path, renderer, random_stdev, random_seed) for c in chunks]
+    if len(tasks) == 1:
+        results = [_evaluate_chunk(tasks[0])]
+    else:
+        with ProcessPoolExecutor(len(tasks)) as pool:
+            results = list(pool.map(_evaluate_chunk, tasks))
+    by_seed = {}
+    for chunk, (rewards, steps) in zip(chunks, results):
+        by_seed.update({s: (r, t) for s, r, t in zip(chunk, rewards, steps)})
+    return [by_seed[s] for s in seeds]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["render", "norender"], help="render: one episode shown; norender: many, scored")
+    p.add_argument("file", nargs="?", default=None, help="controller file (default: random weights)")
+    p.add_argument("seed", nargs="?", type=int, default=None, help="first track seed (default: random)")
+    p.add_argument("--episodes", type=int, default=None, help="norender episodes (default 100)")
+    p.add_argument("--workers", type=int, default=1, help="norender: processes to spread episodes over")
+    p.add_argument("--video", default=None, help="render: write this mp4/gif instead of opening a window")
+    p.add_argument("--video-if-headless", default=None, metavar="PATH",
+                   help="render with no display: write the video here (default videos/model_<seed>.mp4)")
+    p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
+                   help=f"CarRacing renderer (default {config.RENDERER}; exact gives stock's pixels)")
+    p.add_argument("--max-frames", type=int, default=config.MAX_FRAMES, help="episode length cap")
+    p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights")
+    p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights")
+    args = p.parse_args(argv)
+    if args.file is not None and args.seed is None and args.file.isdigit() and not os.path.exists(args.file):
+        args.file, args.seed = None, int(args.file)  # `model.py render 7`: a seed, random weights
+    seed = args.seed if args.seed is not None else int(np.random.randint(10000))
+    random_stdev = float(np.random.default_rng(seed).random() * 0.01)
+    if args.file is not None and not os.path.exists(args.file):
+        raise UserError(f"controller file {args.file} not found")
+    load = args.file is not None  # random weights replace V and M too, as the original did
+    model = make_model(load_model=load, vae_path=args.vae, rnn_path=args.rnn)
+    print(f"model size {model.param_count}, seed {seed}")
+    if args.file:
+        model.load_model(args.file)
+        print(f"loaded {args.file}")
+    else:
+        np.random.seed(seed)
+        model.init_random_model_params(stdev=random_stdev)
+        print("no controller file: random weights, as the original")
+
+    if args.mode == "render":
+        window = args.video is None and has_display()
+        model.make_env(render_mode="human" if window else "rgb_array", renderer=args.renderer,
+                       max_frames=args.max_frames)
+        path = args.video or args.video_if_headless or os.path.join("videos", f"model_{seed}.mp4")
+        t0 = time.time()
+        if window:
+            rewards, ts = simulate(model, render_mode=True, num_episode=1, seed=seed)
+        else:
+            with VideoWriter(path) as video:
+                rewards, ts = simulate(model, render_mode=True, num_episode=1, seed=seed, video=video)
+            print(f"video: {path} ({ts[0] + 1} frames, {time.time() - t0:.0f}s)")
+        print(f"terminal reward {rewards[0]:.2f} average steps taken {ts[0] + 1}")
+        model.env.close()
+        return
+
+    episodes = args.episodes or 100
+    seeds = [seed + i for i in range(episodes)]
+    t0 = time.time()
+    out = run_episodes(args.file, seeds, args.vae if load else None, args.rnn if load else None,
+                       renderer=args.renderer, workers=max(1, args.workers), random_stdev=random_stdev,
+                       random_seed=seed)
+    rewards = np.array([r for r, _ in out])
+    for s, (r, t) in zip(seeds, out):
+        print(f"seed {s} reward {r:.2f} steps {t}")
+    print(f"{episodes} episodes in {time.time() - t0:.0f}s")
+    print(f"seed {seed} average_reward {rewards.mean():.2f} stdev {rewards.std():.2f}")
+
+
+if __name__ == "__main__":
+    main_guard(main)

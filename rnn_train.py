@@ -1,0 +1,233 @@
+"""Train M, the MDN-RNN, on the latent series of the recorded episodes (SPEC §2).
+
+Reads  series/series.npz: mu, logvar float16 (N,T,32), action float16 (N,T,3), length int32 (N,).
+Writes tf_rnn/rnn.json (every --save-every steps and at the end, atomically),
+       tf_rnn/rnn_checkpoint.npz (weights, Adam state, step, RNG state: for --resume),
+       tf_rnn/rnn_log.json (loss and learning rate per step), tf_rnn/tb/ (TensorBoard scalars),
+       tf_initial_z/initial_z.json ([mu, logvar] of the first frame of the first 1000 episodes, x10000 ints).
+
+Each step takes --batch-size random episodes at least --seq-len + 1 frames long, samples
+z = mu + exp(logvar/2) * eps afresh, feeds [z, action] at t = 0..seq_len-1 and scores the mixture
+against z at t = 1..seq_len (teacher forcing). A NaN or inf loss stops training with the last
+good rnn.json left on disk. Then `python install_models.py` copies the results where the
+controller looks for them.
+
+Tiny run: python rnn_train.py --num-steps 3 --batch-size 4 --seq-len 10 --out-dir /tmp/r --initial-z-out /tmp/r/iz.json
+"""
+import argparse
+import json
+import os
+import time
+
+# must precede the first TensorFlow import (done lazily below): oneDNN is off by default on AMD CPUs
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import config  # noqa: E402
+from common import UserError, atomic_savez, atomic_write_json, main_guard, read_json  # noqa: E402
+
+CHECKPOINT = "rnn_checkpoint.npz"
+LOG = "rnn_log.json"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--series", default=os.path.join(config.SERIES_DIR, "series.npz"), help="input (series.py's output)")
+    p.add_argument("--out-dir", default=os.path.dirname(config.TF_RNN_PATH), help="where rnn.json, the checkpoint and logs go")
+    p.add_argument("--initial-z-out", default=config.TF_INITIAL_Z_PATH, help="initial_z.json to write")
+    p.add_argument("--num-steps", type=int, default=config.RNN_NUM_STEPS, help="total training steps (with --resume too)")
+    p.add_argument("--batch-size", type=int, default=config.RNN_BATCH_SIZE, help="episodes per step")
+    p.add_argument("--seq-len", type=int, default=config.RNN_SEQ_LEN, help="inputs per sequence (targets shifted by one)")
+    p.add_argument("--lr", type=float, default=config.RNN_LEARNING_RATE, help="Adam learning rate")
+    p.add_argument("--decay-rate", type=float, default=config.RNN_DECAY_RATE, help="lr decay per step (1.0: constant)")
+    p.add_argument("--min-lr", type=float, default=config.RNN_MIN_LEARNING_RATE, help="floor of the decayed lr")
+    p.add_argument("--grad-clip", type=float, default=config.RNN_GRAD_CLIP, help="clip gradients by value to [-c, c]")
+    p.add_argument("--seed", type=int, default=0, help="seeds weight init, episode choice and z sampling")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/" + CHECKPOINT)
+    p.add_argument("--save-every", type=int, default=100, help="save rnn.json and the checkpoint every this many steps")
+    p.add_argument("--debug-nan-at-step", type=int, default=0, help=argparse.SUPPRESS)  # test hook
+    a = p.parse_args(argv)
+    for flag in ("num_steps", "batch_size", "seq_len", "save_every"):
+        if getattr(a, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
+    return a
+
+
+def load_series(path):
+    """series.npz -> dict of arrays (kept float16 in memory), checked for keys, shapes and finite values."""
+    if not os.path.exists(path):
+        raise UserError(f"{path} does not exist: run series.py first (or pass --series)")
+    try:
+        with np.load(path) as f:
+            missing = [k for k in ("mu", "logvar", "action") if k not in f.files]
+            if missing:
+                raise UserError(f"{path} lacks {', '.join(missing)}: re-create it with series.py")
+            s = {k: f[k] for k in ("mu", "logvar", "action")}
+            n, t = s["mu"].shape[:2]
+            s["length"] = f["length"].astype(np.int64) if "length" in f.files else np.full(n, t, np.int64)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable .npz file ({e}); re-create it with series.py")
+    n, t = s["mu"].shape[:2]
+    want = {"mu": (n, t, config.Z_SIZE), "logvar": (n, t, config.Z_SIZE), "action": (n, t, config.ACTION_SIZE),
+            "length": (n,)}
+    for k, shape in want.items():
+        if s[k].shape != shape:
+            raise UserError(f"{path}: {k} has shape {s[k].shape}, expected {shape}")
+    for k in ("mu", "logvar", "action"):
+        if not np.isfinite(s[k]).all():
+            raise UserError(f"{path}: {k} holds NaN or inf values; re-create it with series.py")
+    return s
+
+
+def usable_episodes(series, seq_len, path):
+    """Indices of episodes with at least seq_len + 1 frames; a clear error if there are none."""
+    length = np.minimum(series["length"], series["mu"].shape[1])
+    ok = np.flatnonzero(length >= seq_len + 1)
+    if len(ok) == 0:
+        raise UserError(f"{path}: no episode has the {seq_len + 1} frames that --seq-len {seq_len} needs "
+                        f"(lengths {length.min()}..{length.max()}); record longer episodes or lower --seq-len")
+    dropped = len(length) - len(ok)
+    print(f"{path}: {len(length)} episodes, {len(ok)} used" +
+          (f", {dropped} dropped as shorter than {seq_len + 1} frames" if dropped else ""))
+    return ok
+
+
+def write_initial_z(series, path):
+    n = min(config.INITIAL_Z_EPISODES, series["mu"].shape[0])
+    to_int = lambda a: np.round(a[:n, 0].astype(np.float64) * 10000).astype(np.int64).tolist()  # noqa: E731
+    atomic_write_json(path, [to_int(series["mu"]), to_int(series["logvar"])], separators=(",", ":"))
+    print(f"wrote {path} ({n} initial latents)")
+
+
+def make_batch(series, idx, seq_len, rng):
+    """Inputs [z, a] at t=0..seq_len-1 and target z at t=1..seq_len, z sampled from mu/logvar."""
+    mu = series["mu"][idx, :seq_len + 1].astype(np.float32)
+    logvar = series["logvar"][idx, :seq_len + 1].astype(np.float32)
+    z = mu + np.exp(logvar / 2) * rng.standard_normal(mu.shape, dtype=np.float32)
+    action = series["action"][idx, :seq_len].astype(np.float32)
+    return np.concatenate([z[:, :-1], action], axis=-1), z[:, 1:]
+
+
+def save_all(out_dir, model, trainer, step, rng, log, args):
+    """rnn.json (TF1 layout), then the checkpoint, then the log; each written atomically."""
+    from rnn.keras_rnn import keras_to_weights
+    from rnn.rnn import MDNRNN
+
+    m = MDNRNN()
+    m.set_weights(keras_to_weights(model))
+    m.save_json(os.path.join(out_dir, "rnn.json"))
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"opt{i}": v for i, v in enumerate(trainer.optimizer_state())})
+    meta = {"step": step, "rng": rng.bit_generator.state, "seq_len": args.seq_len,
+            "batch_size": args.batch_size, "series": os.path.abspath(args.series)}
+    atomic_savez(os.path.join(out_dir, CHECKPOINT), compressed=False, meta=np.array(json.dumps(meta)), **arrays)
+    atomic_write_json(os.path.join(out_dir, LOG), log)
+
+
+def load_checkpoint(path):
+    if not os.path.exists(path):
+        raise UserError(f"--resume: {path} does not exist; start without --resume (or pick the right --out-dir)")
+    try:
+        with np.load(path) as f:
+            meta = json.loads(str(f["meta"]))
+            weights = [f[f"w{i}"] for i in range(sum(k.startswith("w") for k in f.files))]
+            opt = [f[f"opt{i}"] for i in range(sum(k.startswith("opt") for k in f.files))]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{path} is not a checkpoint of rnn_train.py ({e}); start again without --resume")
+    return meta, weights, opt
+
+
+def tb_scalar(tag, value, step):
+    """A TensorBoard scalar, written without the tensorboard package (TF 2.21 no longer pulls it in):
+    tf.summary.write with the metadata TensorBoard's scalar plugin looks for."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    md = summary_pb2.SummaryMetadata(data_class=summary_pb2.DATA_CLASS_SCALAR)
+    md.plugin_data.plugin_name = "scalars"
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=md)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    series = load_series(args.series)
+    usable = usable_episodes(series, args.seq_len, args.series)
+    write_initial_z(series, args.initial_z_out)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    import keras
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from rnn.keras_rnn import Trainer, build_rnn
+
+    gpus = tf.config.list_physical_devices("GPU")
+    print(f"training on {'GPU ' + gpus[0].name if gpus else 'CPU'}")
+    keras.utils.set_random_seed(args.seed)
+    model = build_rnn()
+    trainer = Trainer(model, lr=args.lr, decay=args.decay_rate, min_lr=args.min_lr, clip=args.grad_clip)
+    rng = np.random.default_rng(args.seed)
+    log, start = [], 0
+    ckpt_path = os.path.join(args.out_dir, CHECKPOINT)
+    if args.resume:
+        meta, weights, opt = load_checkpoint(ckpt_path)
+        try:
+            model.set_weights(weights)
+            trainer.set_optimizer_state(opt)
+        except ValueError as e:
+            raise UserError(f"{ckpt_path} does not fit this model ({e}); start again without --resume")
+        rng.bit_generator.state = meta["rng"]
+        start = int(meta["step"])
+        log_path = os.path.join(args.out_dir, LOG)
+        if os.path.exists(log_path):
+            log = [r for r in read_json(log_path, "training log") if r["step"] <= start]
+        if (meta["seq_len"], meta["batch_size"]) != (args.seq_len, args.batch_size):
+            print(f"note: the checkpoint was trained with --seq-len {meta['seq_len']} --batch-size "
+                  f"{meta['batch_size']}; continuing with {args.seq_len} / {args.batch_size}")
+        print(f"resuming from {ckpt_path} at step {start} (optimizer step {trainer.iterations})")
+        if start >= args.num_steps:
+            print(f"already at step {start} >= --num-steps {args.num_steps}: nothing to do")
+            return 0
+    elif os.path.exists(ckpt_path):
+        print(f"starting afresh: {ckpt_path} will be overwritten (use --resume to continue it)")
+
+    writer = tf.summary.create_file_writer(os.path.join(args.out_dir, "tb"))
+    last_saved = start if args.resume else None
+    t0 = time.time()
+    bar = tqdm(range(start, args.num_steps), initial=start, total=args.num_steps, desc="rnn", unit="step")
+    for step in bar:
+        idx = rng.choice(usable, size=args.batch_size, replace=len(usable) < args.batch_size)
+        x, y = make_batch(series, idx, args.seq_len, rng)
+        if step + 1 == args.debug_nan_at_step:
+            x[:] = np.nan
+        lr = trainer.lr_at(step)
+        loss, weights_finite = trainer.train_step(x, y)
+        if not (np.isfinite(loss) and weights_finite):
+            bar.close()
+            writer.flush()
+            atomic_write_json(os.path.join(args.out_dir, LOG), log)
+            kept = (f"{args.out_dir}/rnn.json holds the last good weights (step {last_saved}); "
+                    f"continue from there with --resume" if last_saved is not None else "no weights were saved")
+            what = f"the loss became {loss}" if not np.isfinite(loss) else "the weights became NaN or inf"
+            raise UserError(f"{what} at step {step + 1} (lr {lr:g}); training stopped and the "
+                            f"bad weights were not saved; {kept}. Try a lower --lr or check {args.series}")
+        with writer.as_default():
+            tb_scalar("loss", loss, step + 1)
+            tb_scalar("lr", lr, step + 1)
+        log.append({"step": step + 1, "loss": round(loss, 6), "lr": lr, "seconds": round(time.time() - t0, 3)})
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if (step + 1) % args.save_every == 0 or step + 1 == args.num_steps:
+            save_all(args.out_dir, model, trainer, step + 1, rng, log, args)
+            writer.flush()
+            last_saved = step + 1
+    bar.close()
+    writer.close()
+    print(f"saved {os.path.join(args.out_dir, 'rnn.json')} at step {args.num_steps}"
+          + (f", last loss {log[-1]['loss']:.4f}" if log else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,120 @@
+"""The agent: controller files, random init, simulate vs simulate_batch, the model.py command line."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+import config
+import model
+from common import UserError
+from conftest import PYTHON, ROOT
+
+
+@pytest.fixture
+def agent(random_models):
+    vae_path, rnn_path = random_models
+    return model.make_model(vae_path=vae_path, rnn_path=rnn_path)
+
+
+def write_controller(path, params, reward=123.0):
+    # the original format: [params (867 floats, 4 decimals), reward]
+    with open(path, "w") as f:
+        json.dump([np.round(params, 4).tolist(), reward], f)
+
+
+def test_controller_layout_bias_first_then_weight_rows(agent):
+    params = np.arange(config.CONTROLLER_PARAMS, dtype=float)
+    agent.set_model_params(params)
+    assert agent.param_count == 867
+    np.testing.assert_array_equal(agent.bias, [0, 1, 2])
+    assert agent.weight.shape == (288, 3)
+    np.testing.assert_array_equal(agent.weight[0], [3, 4, 5])  # row-major (288, 3)
+    np.testing.assert_array_equal(agent.get_model_params(), params)
+
+
+def test_action_ranges_and_lstm_steps(agent):
+    rng = np.random.default_rng(0)
+    agent.set_model_params(rng.normal(0, 3, 867))
+    agent.reset()
+    z = rng.normal(size=32).astype(np.float32)
+    a = agent.get_action(z)
+    assert a.shape == (3,) and -1 <= a[0] <= 1 and 0 <= a[1] <= 1 and 0 <= a[2] <= 1
+    assert np.abs(agent.state.h).sum() > 0  # the LSTM stepped on [z, action]
+
+
+def test_controller_file_in_the_original_format_loads_and_drives(agent, tmp_path):
+    params = np.random.default_rng(1).normal(0, 0.1, 867)
+    path = tmp_path / "carracing.cma.16.64.best.json"
+    write_controller(path, params)
+    agent.load_model(str(path))
+    np.testing.assert_allclose(agent.get_model_params(), np.round(params, 4))
+    agent.make_env(renderer="stock")
+    rewards, steps = model.simulate(agent, train_mode=True, num_episode=1, seed=3, max_len=40)
+    assert steps[0] == 39 and np.isfinite(rewards[0])
+
+
+def test_bad_controller_files_are_reported(agent, tmp_path):
+    short = tmp_path / "short.json"
+    write_controller(short, np.zeros(10))
+    with pytest.raises(UserError, match="short.json"):
+        agent.load_model(str(short))
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    with pytest.raises(UserError, match="junk.json"):
+        agent.load_model(str(junk))
+
+
+def test_missing_weights_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="nothere"):
+        model.make_model(vae_path=str(tmp_path / "nothere.json"), rnn_path=str(tmp_path / "x.json"))
+
+
+def test_random_init_is_the_originals_cauchy_policy(agent):
+    np.random.seed(0)
+    agent.init_random_model_params(stdev=0.01)
+    # V and M weights pass through set_model_params (/10000), the controller's do not
+    # (Cauchy: medians, since the tails are huge) |cauchy| has median 1, so 0.01 here
+    assert 0.005 < np.median(np.abs(agent.get_model_params())) < 0.02
+    assert 0.5e-6 < np.median(np.abs(agent.vae.weights[0])) < 2e-6
+    assert 0.5e-6 < np.median(np.abs(agent.rnn.kernel)) < 2e-6
+
+
+def test_batched_rollouts_equal_one_at_a_time(agent):
+    agent.set_model_params(np.random.default_rng(2).normal(0, 0.5, 867))
+    agent.make_env(renderer="stock")
+    seeds = [11, 12, 13]
+    single = [model.simulate(agent, train_mode=True, num_episode=1, seed=s, max_len=60)[0][0] for s in seeds]
+    batched, steps = model.simulate_batch(agent, seeds, max_len=60, renderer="stock")
+    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
+    assert list(steps) == [60, 60, 60]
+
+
+def test_model_py_norender_prints_returns_and_summary(random_models, tmp_path):
+    vae_path, rnn_path = random_models
+    ctrl = tmp_path / "c.json"
+    write_controller(ctrl, np.random.default_rng(3).normal(0, 0.1, 867))
+    out = subprocess.run([PYTHON, "model.py", "norender", str(ctrl), "7", "--episodes", "2",
+                          "--max-frames", "30", "--vae", vae_path, "--rnn", rnn_path, "--workers", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sum(l.startswith("seed 7 reward") or l.startswith("seed 8 reward") for l in lines) == 2
+    assert any("average_reward" in l and "stdev" in l for l in lines), out.stdout
+
+
+def test_model_py_render_headless_writes_video(random_models, tmp_path):
+    vae_path, rnn_path = random_models
+    video = tmp_path / "agent.mp4"
+    env = {"SDL_VIDEODRIVER": "dummy", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([PYTHON, "model.py", "render", "nothere.json", "--video", str(video)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 2 and "nothere.json not found" in out.stderr and "Traceback" not in out.stderr
+    # no FILE, a lone number is the seed: random weights, as the original
+    out = subprocess.run([PYTHON, "model.py", "render", "5", "--max-frames", "25", "--video", str(video)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "seed 5" in out.stdout and "terminal reward" in out.stdout
+    import imageio.v2 as imageio
+
+    assert sum(1 for _ in imageio.get_reader(str(video))) == 25

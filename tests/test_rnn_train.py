@@ -1,0 +1,154 @@
+"""rnn_train.py on a tiny synthetic series.npz (resume, NaN stop, short episodes) and install_models.py."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import install_models
+import rnn_train
+from common import UserError
+from rnn.rnn import MDNRNN
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--batch-size", "4", "--seq-len", "10", "--seed", "3"]
+
+
+def write_series(path, lengths=(15, 15, 12, 15, 8, 15), t=15, seed=0):
+    rng = np.random.default_rng(seed)
+    n = len(lengths)
+    mu = (rng.standard_normal((n, t, 32)) * 0.5).astype(np.float16)
+    logvar = np.full((n, t, 32), -3.0, np.float16)
+    action = rng.uniform(-1, 1, (n, t, 3)).astype(np.float16)
+    for k, length in enumerate(lengths):   # zero-padded past the true length, as series.py writes
+        mu[k, length:] = logvar[k, length:] = action[k, length:] = 0
+    np.savez_compressed(path, mu=mu, logvar=logvar, action=action, length=np.array(lengths, np.int32),
+                        files=np.array([f"{k}.npz" for k in range(n)]))
+    return mu, logvar
+
+
+def train(tmp, name, *extra):
+    out = tmp / name
+    rnn_train.main(["--series", str(tmp / "series.npz"), "--out-dir", str(out),
+                    "--initial-z-out", str(out / "initial_z.json")] + TINY + list(extra))
+    return out
+
+
+def checkpoint(out):
+    with np.load(out / rnn_train.CHECKPOINT) as f:
+        meta = json.loads(str(f["meta"]))
+        return meta, [f[k] for k in sorted(f.files) if k.startswith("w")], f["opt0"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An uninterrupted 6-step run, and a run stopped after 3 steps then resumed to 6."""
+    tmp = tmp_path_factory.mktemp("rnn_train")
+    mu, logvar = write_series(tmp / "series.npz")
+    full = train(tmp, "full", "--num-steps", "6", "--save-every", "2")
+    part = train(tmp, "part", "--num-steps", "3")
+    meta3, weights3, _ = checkpoint(part)
+    train(tmp, "part", "--num-steps", "6", "--resume")
+    return dict(tmp=tmp, mu=mu, logvar=logvar, full=full, part=part, meta3=meta3, weights3=weights3)
+
+
+def test_tiny_run_writes_loadable_outputs(runs):
+    out = runs["full"]
+    m = MDNRNN()
+    m.load_json(str(out / "rnn.json"))
+    assert np.isfinite(m.kernel).all() and np.abs(m.kernel).sum() > 0
+    iz = np.array(json.load(open(out / "initial_z.json")))
+    assert iz.shape == (2, 6, 32) and iz.dtype.kind == "i"
+    np.testing.assert_array_equal(iz[0], np.round(runs["mu"][:, 0].astype(np.float64) * 10000))
+    np.testing.assert_array_equal(iz[1], np.round(runs["logvar"][:, 0].astype(np.float64) * 10000))
+    log = json.load(open(out / rnn_train.LOG))
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert all(np.isfinite(r["loss"]) and r["lr"] == 1e-3 for r in log)
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tb"))
+
+
+def test_resume_continues_with_optimizer_state(runs):
+    assert runs["meta3"]["step"] == 3
+    meta, weights, opt_iterations = checkpoint(runs["part"])
+    assert meta["step"] == 6 and int(opt_iterations) == 6   # Adam's step count carried over
+    _, full_weights, _ = checkpoint(runs["full"])
+    # the resumed run ends where the uninterrupted one did: same batches, same Adam moments
+    for a, b, before in zip(weights, full_weights, runs["weights3"]):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    assert max(np.abs(a - b).max() for a, b in zip(weights, runs["weights3"])) > 1e-3  # it did train on
+    log = json.load(open(runs["part"] / rnn_train.LOG))
+    full_log = json.load(open(runs["full"] / rnn_train.LOG))
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([r["loss"] for r in log], [r["loss"] for r in full_log], atol=1e-4)
+
+
+def test_nan_stops_and_keeps_last_good_weights(runs):
+    tmp = runs["tmp"]
+    out = tmp / "nan"
+    cmd = [sys.executable, "rnn_train.py", "--series", str(tmp / "series.npz"), "--out-dir", str(out),
+           "--initial-z-out", str(out / "iz.json"), "--num-steps", "6", "--save-every", "2",
+           "--debug-nan-at-step", "3"] + TINY
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert "loss became nan at step 3" in p.stderr and "last good weights (step 2)" in p.stderr
+    meta, _, _ = checkpoint(out)
+    assert meta["step"] == 2
+    # rnn.json on disk is the step-2 save: equal to the uninterrupted run's weights after 2 steps
+    good = train(tmp, "two", "--num-steps", "2")
+    kept, want = MDNRNN(), MDNRNN()
+    kept.load_json(str(out / "rnn.json"))
+    want.load_json(str(good / "rnn.json"))
+    for a, b in zip(kept.weights, want.weights):   # identical up to one rnn.json quantum
+        np.testing.assert_allclose(a, b, rtol=0, atol=1.01e-4)
+    assert [r["step"] for r in json.load(open(out / rnn_train.LOG))] == [1, 2]
+
+
+def test_too_short_episodes_are_a_clear_error(tmp_path):
+    write_series(tmp_path / "series.npz", lengths=(8, 9), t=10)
+    with pytest.raises(UserError, match=r"series\.npz: no episode has the 11 frames.*lengths 8\.\.9"):
+        rnn_train.main(["--series", str(tmp_path / "series.npz"), "--out-dir", str(tmp_path / "o")] + TINY)
+    with pytest.raises(UserError, match="missing.npz does not exist"):
+        rnn_train.main(["--series", str(tmp_path / "missing.npz")])
+    with pytest.raises(UserError, match="--resume"):
+        write_series(tmp_path / "series.npz")
+        rnn_train.main(["--series", str(tmp_path / "series.npz"), "--out-dir", str(tmp_path / "o"),
+                        "--initial-z-out", str(tmp_path / "iz.json"), "--resume"] + TINY)
+
+
+def test_install_models_copies_and_refuses_to_overwrite(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    m = MDNRNN()
+    m.set_model_params([rng.integers(-100, 100, s) for s in m.shapes])
+    m.save_json(str(src / "rnn.json"))
+    (src / "initial_z.json").write_text(json.dumps(rng.integers(-9999, 9999, (2, 5, 32)).tolist()))
+    try:
+        from vae.vae import ConvVAE
+        ConvVAE(seed=0).save_json(str(src / "vae.json"))
+    except ImportError:
+        (src / "vae.json").write_text(json.dumps([[0]] * 20))
+    argv = []
+    for name in ("vae", "rnn", "initial_z"):
+        flag = name.replace("_", "-")
+        argv += [f"--{flag}-src", str(src / f"{name}.json"), f"--{flag}-dst", str(dst / name / f"{name}.json")]
+    install_models.main(argv)
+    for name in ("vae", "rnn", "initial_z"):
+        assert (dst / name / f"{name}.json").read_bytes() == (src / f"{name}.json").read_bytes()
+    install_models.main(argv)   # unchanged files: fine
+    assert "already up to date" in capsys.readouterr().out
+
+    m.set_model_params([rng.integers(-100, 100, s) for s in m.shapes])
+    m.save_json(str(src / "rnn.json"))
+    old = (dst / "rnn" / "rnn.json").read_bytes()
+    with pytest.raises(UserError, match=r"rnn\.json.*differ.*--force"):
+        install_models.main(argv)
+    assert (dst / "rnn" / "rnn.json").read_bytes() == old
+    install_models.main(argv + ["--force"])
+    assert (dst / "rnn" / "rnn.json").read_bytes() == (src / "rnn.json").read_bytes()
+
+    (src / "initial_z.json").write_text(json.dumps([[[1, 2]]]))
+    with pytest.raises(UserError, match=r"initial_z\.json: shape \(1, 1, 2\)"):
+        install_models.main(argv + ["--force"])
