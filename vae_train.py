@@ -1,0 +1,410 @@
+"""Train V, the ConvVAE, on the random-rollout frames of record/ (SPEC.md §2).
+
+Reads record/*.npz (`obs` uint8 (T,64,64,3), written by extract.py) as a stream: each epoch
+visits the files in a new random order, in blocks of --shuffle-episodes episodes whose frames
+are shuffled together into batches; memory holds two blocks (one served, the next being
+read), whatever the number of episodes.
+Writes (in the folder of --out, default tf_vae/):
+  vae.json       the weights in the original's format, atomically, every --save-every steps,
+                 at each epoch end and at the end;
+  vae_ckpt.npz   weights + Adam state + epoch/step counters, for --resume;
+  vae_log.json   loss, r_loss, kl_loss every --log-every steps; tb/ the same for TensorBoard.
+Corrupt or truncated npz files are reported and skipped. Uses a GPU if TensorFlow sees one.
+"""
+import argparse
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import zipfile
+
+import numpy as np
+
+import config
+from common import UserError, atomic_savez, atomic_write_json, main_guard
+
+FRAME_SHAPE = (config.FRAME_SIZE, config.FRAME_SIZE, 3)
+
+
+# --- record files (series.py uses these too) ------------------------------------------------
+class BadRecord(Exception):
+    """An npz in record/ that cannot be used; the message says why."""
+
+
+def list_records(record_dir, num_episodes=None):
+    """The first num_episodes *.npz of record_dir in sorted order, as the original took them."""
+    if not os.path.isdir(record_dir):
+        raise UserError(f"record folder {record_dir} does not exist: run extract.py first or pass --record-dir")
+    names = sorted(n for n in os.listdir(record_dir) if n.endswith(".npz"))
+    if not names:
+        raise UserError(f"no .npz episodes in {record_dir}: run extract.py first or pass --record-dir")
+    return [os.path.join(record_dir, n) for n in names[:num_episodes]]
+
+
+def npz_headers(path):
+    """{member: (shape, dtype)} read from the .npy headers only: no frame is decompressed."""
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                with zf.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                out[member[:-4] if member.endswith(".npy") else member] = (shape, dtype)
+    except Exception as e:  # zip and npy readers raise many types on damaged files
+        raise BadRecord(f"{type(e).__name__}: {e}") from None
+    return out
+
+
+def check_headers(path, with_action=False):
+    """Episode length T from the headers; BadRecord if obs (or action) has the wrong form."""
+    heads = npz_headers(path)
+    if "obs" not in heads:
+        raise BadRecord(f"no 'obs' array (has {sorted(heads)})")
+    shape, dtype = heads["obs"]
+    if len(shape) != 4 or tuple(shape[1:]) != FRAME_SHAPE or dtype != np.uint8 or shape[0] < 1:
+        raise BadRecord(f"'obs' is {dtype} {shape}, expected uint8 (T,64,64,3) with T >= 1")
+    if with_action:
+        if "action" not in heads:
+            raise BadRecord("no 'action' array")
+        ashape, _ = heads["action"]
+        if tuple(ashape) != (shape[0], config.ACTION_SIZE):
+            raise BadRecord(f"'action' is {ashape}, expected ({shape[0]}, {config.ACTION_SIZE})")
+    return int(shape[0])
+
+
+def scan_records(paths, report, with_action=False):
+    """(usable paths, their lengths); each unusable file is reported with the reason."""
+    good, lengths = [], []
+    for path in paths:
+        try:
+            lengths.append(check_headers(path, with_action))
+            good.append(path)
+        except BadRecord as e:
+            report(f"skipping {path}: {e}")
+    return good, lengths
+
+
+def load_episode(path, with_action=False):
+    """obs uint8 (T,64,64,3) [and action (T,3)], fully read and checked; BadRecord if damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            obs = d["obs"]
+            action = d["action"] if with_action else None
+    except Exception as e:  # truncated zips, CRC errors, missing keys: all mean "unusable"
+        raise BadRecord(f"{type(e).__name__}: {e}") from None
+    if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[1:] != FRAME_SHAPE or len(obs) < 1:
+        raise BadRecord(f"'obs' is {obs.dtype} {obs.shape}, expected uint8 (T,64,64,3)")
+    if with_action:
+        if action.shape != (len(obs), config.ACTION_SIZE):
+            raise BadRecord(f"'action' is {action.shape}, expected ({len(obs)}, {config.ACTION_SIZE})")
+        return obs, action
+    return obs
+
+
+def prefetch(iterable, ahead=2):
+    """Run `iterable` in a thread that keeps at most `ahead` items made beyond the one in
+    use: file reading overlaps compute (zlib, BLAS and TF release the GIL) with bounded
+    memory. Exceptions of the producer are raised here."""
+    q = queue.Queue()
+    slots = threading.Semaphore(ahead)  # a slot is given back when the consumer asks for the next item
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            it = iter(iterable)
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                try:
+                    item = next(it)
+                except StopIteration:
+                    q.put((True, done))
+                    return
+                q.put((True, item))
+        except BaseException as e:
+            q.put((False, e))
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+            item = None
+            slots.release()
+    finally:
+        stop.set()
+
+
+class FrameStream:
+    """Shuffled batches of frames without holding the data set: epoch e visits the files in
+    a permutation seeded by (seed, e), loads them `block` at a time, and yields the block's
+    frames shuffled together in batches. Each block's last partial batch is dropped (a
+    different few frames every epoch). Deterministic, so a resumed run sees the same batches."""
+
+    def __init__(self, paths, lengths, batch_size, seed=0, block=16, report=print):
+        self.paths, self.lengths = list(paths), list(lengths)
+        self.batch_size, self.seed, self.block, self.report = batch_size, seed, max(1, block), report
+        self.bad = set()
+
+    def _plan(self, epoch):
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.paths))
+        blocks = [order[i:i + self.block] for i in range(0, len(order), self.block)]
+        return rng, blocks
+
+    def steps_per_epoch(self, epoch):
+        _, blocks = self._plan(epoch)
+        return sum(sum(self.lengths[i] for i in b) // self.batch_size for b in blocks)
+
+    def epoch(self, epoch, skip=0):
+        """Batches uint8 (batch_size,64,64,3) of one epoch, the first `skip` left out (resume).
+        The next block is read in a thread while this one is served (memory: 2 blocks)."""
+        bs = self.batch_size
+        for buf, perm, first in prefetch(self._blocks(epoch, skip), ahead=1):
+            for k in range(first, len(perm) // bs):
+                yield buf[np.sort(perm[k * bs:(k + 1) * bs])]
+
+    def _blocks(self, epoch, skip):
+        """(frames, their shuffled order, first batch to serve) per block."""
+        rng, blocks = self._plan(epoch)
+        bs = self.batch_size
+        for b in blocks:
+            n = sum(self.lengths[i] for i in b)
+            if n // bs <= skip:  # a block wholly before the resume point: not even read
+                rng.permutation(n)
+                skip -= n // bs
+                continue
+            buf = np.empty((n,) + FRAME_SHAPE, np.uint8)
+            filled = 0
+            for i in b:
+                try:
+                    obs = load_episode(self.paths[i])[: self.lengths[i]]
+                except BadRecord as e:
+                    if i not in self.bad:
+                        self.bad.add(i)
+                        self.report(f"skipping {self.paths[i]}: {e}")
+                    continue
+                buf[filled:filled + len(obs)] = obs
+                filled += len(obs)
+            perm = rng.permutation(n)
+            yield buf, (perm[perm < filled] if filled < n else perm), skip
+            skip = 0
+
+
+# --- training -----------------------------------------------------------------------------
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--record-dir", default=config.RECORD_DIR, help="folder of episode .npz files")
+    p.add_argument("--num-episodes", type=int, default=config.VAE_NUM_EPISODES,
+                   help="use the first N files (sorted)")
+    p.add_argument("--epochs", type=int, default=config.VAE_NUM_EPOCH)
+    p.add_argument("--batch-size", type=int, default=config.VAE_BATCH_SIZE)
+    p.add_argument("--lr", type=float, default=config.VAE_LEARNING_RATE, help="Adam learning rate")
+    p.add_argument("--kl-tolerance", type=float, default=config.VAE_KL_TOLERANCE)
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="stop when the step counter reaches this (0: no limit; counts resumed steps)")
+    p.add_argument("--out", default=config.TF_VAE_PATH, help="vae.json to write; logs go beside it")
+    p.add_argument("--resume", action="store_true", help="continue from vae_ckpt.npz beside --out")
+    p.add_argument("--save-every", type=int, default=1000, help="save vae.json + checkpoint every N steps")
+    p.add_argument("--log-every", type=int, default=10, help="log mean losses every N steps")
+    p.add_argument("--shuffle-episodes", type=int, default=16,
+                   help="episodes whose frames are shuffled together (memory: ~12 MB each)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for flag in ("epochs", "batch_size", "num_episodes", "save_every", "log_every", "shuffle_episodes"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
+    return args
+
+
+def save_checkpoint(path, model, meta):
+    arrays = {f"w{i:03d}": w for i, w in enumerate(_weights(model))}
+    opt = model.optimizer_state()
+    arrays.update({f"opt{i:03d}": v for i, (_, v) in enumerate(opt)})
+    arrays["opt_paths"] = np.array([p for p, _ in opt])
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_savez(path, compressed=False, **arrays)
+
+
+def load_checkpoint(path, model):
+    """Restore weights and Adam state into model; returns the meta dict."""
+    from vae.keras_vae import weights_to_keras
+
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            weights = [d[k] for k in sorted(d.files) if k.startswith("w")]
+            opt = [d[k] for k in sorted(d.files) if k.startswith("opt") and k != "opt_paths"]
+            meta = json.loads(str(d["meta"]))
+        weights_to_keras(model, weights)
+        model.set_optimizer_state(opt)
+    except Exception as e:
+        raise UserError(f"checkpoint {path} cannot be resumed ({type(e).__name__}: {e}); "
+                        "delete it to start from scratch")
+    return meta
+
+
+def _weights(model):
+    from vae.keras_vae import keras_to_weights
+
+    return keras_to_weights(model)
+
+
+def save_json(path, model):
+    from vae.vae import ConvVAE
+
+    v = ConvVAE(z_size=model.z_size)
+    v.set_weights(_weights(model))
+    v.save_json(path)
+
+
+def tb_scalar(tf, name, value):
+    """What tf.summary.scalar writes, without the tensorboard package it needs (not installed
+    here): a float32 scalar tagged for TensorBoard's "scalars" plugin."""
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(name, tf.constant(value, tf.float32), metadata=meta)
+
+
+def describe_device(tf):
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return f"GPU ({', '.join(g.name for g in gpus)})"
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
+    return f"CPU ({os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'})"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tqdm import tqdm
+
+    def report(msg):
+        tqdm.write(msg, file=sys.stderr)
+
+    paths, lengths = scan_records(list_records(args.record_dir, args.num_episodes), report)
+    if not paths:
+        raise UserError(f"no usable episodes in {args.record_dir} (all damaged, see above): "
+                        "re-run extract.py")
+    if sum(lengths) < args.batch_size:
+        raise UserError(f"{sum(lengths)} frames in {args.record_dir} are fewer than --batch-size {args.batch_size}")
+    stream = FrameStream(paths, lengths, args.batch_size, args.seed, args.shuffle_episodes, report)
+
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow loads
+    from vae.keras_vae import build_vae
+    import keras
+    import tensorflow as tf
+
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    ckpt_path = os.path.join(out_dir, "vae_ckpt.npz")
+    log_path = os.path.join(out_dir, "vae_log.json")
+    keras.utils.set_random_seed(args.seed)
+    model = build_vae(config.Z_SIZE, args.kl_tolerance, args.lr)
+    data_id = {"files": len(paths), "frames": int(sum(lengths)), "batch_size": args.batch_size,
+               "shuffle_episodes": args.shuffle_episodes, "seed": args.seed}
+    step, epoch, step_in_epoch, entries, elapsed0 = 0, 0, 0, [], 0.0
+    if args.resume and os.path.exists(ckpt_path):
+        meta = load_checkpoint(ckpt_path, model)
+        model.optimizer.learning_rate.assign(args.lr)
+        step, epoch, step_in_epoch = meta["step"], meta["epoch"], meta["step_in_epoch"]
+        elapsed0 = meta.get("seconds", 0.0)
+        if meta.get("data") != data_id:
+            report(f"note: record/ or batch flags changed since {ckpt_path} "
+                   f"({meta.get('data')} -> {data_id}); the position inside epoch {epoch} is approximate")
+        if os.path.exists(log_path):
+            with open(log_path) as f:
+                entries = [e for e in json.load(f).get("entries", []) if e["step"] <= step]
+        print(f"resuming {ckpt_path}: epoch {epoch}, step {step}")
+    elif args.resume:
+        report(f"note: no checkpoint {ckpt_path}; starting from scratch")
+    elif os.path.exists(ckpt_path):
+        report(f"note: starting from scratch; {ckpt_path} will be overwritten (pass --resume to continue it)")
+
+    device = describe_device(tf)
+    print(f"training V on {device}: {len(paths)} episodes, {sum(lengths)} frames, "
+          f"batch {args.batch_size}, {args.epochs} epochs, lr {args.lr}")
+    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
+    t_start = time.time()
+
+    last_saved = None
+
+    def save():
+        nonlocal last_saved
+        if last_saved == (step, epoch):
+            return
+        last_saved = (step, epoch)
+        writer.flush()
+        meta = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "data": data_id,
+                "seconds": elapsed0 + time.time() - t_start}
+        save_checkpoint(ckpt_path, model, meta)
+        save_json(args.out, model)
+        atomic_write_json(log_path, {"args": vars(args), "device": device, "entries": entries}, indent=1)
+
+    total = sum(stream.steps_per_epoch(e) for e in range(args.epochs))
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    bar = tqdm(total=total, initial=min(step, total), unit="step", dynamic_ncols=True)
+    sums, n_sum, t_log = np.zeros(3), 0, time.time()
+    try:
+        while epoch < args.epochs:
+            if args.max_steps and step >= args.max_steps:
+                break
+            trained = 0
+            for batch in prefetch(stream.epoch(epoch, skip=step_in_epoch)):
+                losses = model.train_step(batch, np.array([args.seed, step], np.int64))
+                sums += [float(v) for v in losses]
+                n_sum += 1
+                step += 1
+                step_in_epoch += 1
+                bar.update(1)
+                if step % args.log_every == 0:
+                    loss, r_loss, kl_loss = (sums / n_sum).tolist()
+                    fps = n_sum * args.batch_size / (time.time() - t_log)
+                    entries.append({"step": step, "epoch": epoch, "loss": loss, "r_loss": r_loss,
+                                    "kl_loss": kl_loss, "frames_per_s": round(fps, 1),
+                                    "seconds": round(elapsed0 + time.time() - t_start, 1)})
+                    with writer.as_default(step=step):
+                        for name, value in (("loss", loss), ("r_loss", r_loss), ("kl_loss", kl_loss)):
+                            tb_scalar(tf, name, value)
+                    bar.set_postfix(loss=f"{loss:.1f}", r=f"{r_loss:.1f}", kl=f"{kl_loss:.1f}",
+                                    fps=f"{fps:.0f}")
+                    sums, n_sum, t_log = np.zeros(3), 0, time.time()
+                if step % args.save_every == 0:
+                    save()
+                trained += 1
+                if args.max_steps and step >= args.max_steps:
+                    break
+            else:
+                if not trained and not step_in_epoch:
+                    raise UserError(f"no batch of {args.batch_size} frames could be formed from {args.record_dir}: "
+                                    "damaged files (see above) or blocks of --shuffle-episodes too short")
+                epoch += 1
+                step_in_epoch = 0
+                save()
+    except KeyboardInterrupt:
+        bar.close()
+        save()
+        print(f"interrupted at step {step}: saved {ckpt_path}; continue with --resume", file=sys.stderr)
+        raise
+    bar.close()
+    save()
+    print(f"saved {args.out} at epoch {epoch}, step {step}")
+    return step
+
+
+if __name__ == "__main__":
+    main_guard(main)
