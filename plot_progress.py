@@ -1,0 +1,100 @@
+"""Plot a controller training run from its logs: fitness and evaluation score vs generation and hours.
+
+    python plot_progress.py [--base log/carracing.cma.16.64] [--out progress.png]
+
+Reads <base>.hist.json (rows [generation, seconds, mean, min, max, std, rms_stdev, mean_steps,
+max_steps]) and, when there has been an evaluation, <base>.hist_best.json (rows [generation,
+seconds, "improvement", x, "curr", x, "prev", x, "best", x]). Writes the PNG (headless, Agg).
+plot_training_progress.ipynb calls the same functions.
+"""
+import argparse
+import io
+import os
+
+import numpy as np
+
+from common import UserError, atomic_write_bytes, main_guard, read_json
+
+DEFAULT_BASE = os.path.join("log", "carracing.cma.16.64")
+TARGET = 900  # "solved": an average of 900 over 100 consecutive episodes
+
+
+def load_progress(base):
+    """(hist, evals): hist float array (G, 9); evals float array (E, 4) of generation, seconds, curr, best."""
+    path = base + ".hist.json"
+    rows = read_json(path, "training history")
+    if not rows:
+        raise UserError(f"{path} has no generations yet: wait for the first one to finish")
+    try:
+        hist = np.array([[float(v) for v in r[:9]] for r in rows])
+    except (TypeError, ValueError):
+        raise UserError(f"{path} is not a list of [generation, seconds, mean, min, max, ...] rows")
+    evals = np.zeros((0, 4))
+    best_path = base + ".hist_best.json"
+    if os.path.exists(best_path):
+        best = read_json(best_path, "evaluation history")
+        try:
+            evals = np.array([[float(r[0]), float(r[1]), float(r[r.index("curr") + 1]),
+                               float(r[r.index("best") + 1])] for r in best]).reshape(-1, 4)
+        except (TypeError, ValueError, IndexError):
+            raise UserError(f"{best_path} is not a list of [generation, seconds, 'improvement', x, "
+                            f"'curr', x, 'prev', x, 'best', x] rows")
+    return hist, evals
+
+
+def _draw(ax, x, hist, evals, ex, xlabel, target):
+    ax.fill_between(x, hist[:, 3], hist[:, 4], color="tab:blue", alpha=0.2, label="population min-max")
+    ax.plot(x, hist[:, 2], color="tab:blue", label="population mean")
+    if len(evals):
+        ax.plot(ex, evals[:, 2], "o-", color="tab:orange", markersize=3, label="evaluation of the mean")
+        ax.plot(ex, evals[:, 3], "--", color="tab:red", label="best evaluation")
+    ax.axhline(target, color="gray", linestyle=":", label=f"{target} (solved)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+
+
+def plot_progress(base=DEFAULT_BASE, target=TARGET):
+    """A matplotlib Figure: left vs generation, right vs wall-clock hours."""
+    import matplotlib.pyplot as plt
+
+    hist, evals = load_progress(base)
+    fig, (ax_gen, ax_time) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    _draw(ax_gen, hist[:, 0], hist, evals, evals[:, 0], "generation", target)
+    _draw(ax_time, hist[:, 1] / 3600.0, hist, evals, evals[:, 1] / 3600.0, "wall-clock hours", target)
+    ax_gen.legend(loc="best", fontsize="small")
+    fig.suptitle(summary(base, hist, evals))
+    fig.tight_layout()
+    return fig
+
+
+def summary(base, hist=None, evals=None):
+    """One line: the run, its last generation, time and best evaluation."""
+    if hist is None:
+        hist, evals = load_progress(base)
+    text = (f"{os.path.basename(base)}: {int(hist[-1, 0])} generations in {hist[-1, 1] / 3600.0:.1f} h, "
+            f"last mean {hist[-1, 2]:.1f}")
+    if len(evals):
+        text += f", best evaluation {evals[:, 3].max():.1f} (last {evals[-1, 2]:.1f})"
+    return text
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", default=DEFAULT_BASE, help="log file base, without .hist.json")
+    p.add_argument("--out", default="progress.png", help="PNG to write")
+    p.add_argument("--target", type=float, default=TARGET, help="the horizontal goal line")
+    args = p.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = plot_progress(args.base, target=args.target)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    atomic_write_bytes(args.out, png.getvalue())
+    print(summary(args.base))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main_guard(main)

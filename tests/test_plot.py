@@ -1,0 +1,62 @@
+"""plot_progress.py writes a PNG from a synthetic log; the notebook runs headless through it."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def synthetic_log(tmp_path):
+    base = os.path.join(str(tmp_path), "carracing.cma.16.64")
+    hist = [[g, 2200 * g, 100 + 5 * g, -50 + g, 300 + 6 * g, 40.0, 0.1 - g / 1000, 700.5, 1000]
+            for g in range(1, 31)]
+    best, evals = None, []
+    for g in (25, 30):
+        curr = 700.0 + g
+        prev, best = best, curr if best is None else max(best, curr)
+        evals.append([g, 2200 * g, "improvement", None if prev is None else curr - prev,
+                      "curr", curr, "prev", prev, "best", best])
+    with open(base + ".hist.json", "w") as f:
+        json.dump(hist, f)
+    with open(base + ".hist_best.json", "w") as f:
+        json.dump(evals, f)
+    return base
+
+
+def test_cli_writes_png(synthetic_log, tmp_path):
+    out = os.path.join(str(tmp_path), "progress.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
+    p = subprocess.run([sys.executable, "plot_progress.py", "--base", synthetic_log, "--out", out],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "30 generations" in p.stdout and "best evaluation 730.0" in p.stdout
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(out) > 10000
+
+
+def test_missing_log_is_explained(tmp_path):
+    p = subprocess.run([sys.executable, "plot_progress.py", "--base", str(tmp_path / "nothing")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "nothing.hist.json does not exist" in p.stderr
+
+
+def test_notebook_executes(synthetic_log):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(os.path.join(ROOT, "plot_training_progress.ipynb"), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("BASE = ")]
+    assert len(cells) == 1, "the notebook selects its log with one `BASE = ...` cell at the top"
+    cells[0].source = f"BASE = {synthetic_log!r}"
+    # "python3" is the kernel of the interpreter running the tests (the venv's ipykernel)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": ROOT}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
+    assert any("30 generations" in o.get("text", "") for o in outputs)

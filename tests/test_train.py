@@ -1,0 +1,195 @@
+"""train.py: tiny runs with and without MPI write the original's log files; SIGKILL + --resume
+loses and repeats nothing; a failing worker stops the run at once with its message."""
+import importlib.util
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+PYTHON = sys.executable
+MPIEXEC = os.path.join(os.path.dirname(PYTHON), "mpiexec")
+TRAIN = os.path.join(ROOT, "train.py")
+BASE = "carracing.cma.2.4"
+RENDERER = "exact" if importlib.util.find_spec("carracing_fast") else "stock"
+TINY = ["-n", "4", "--num_episode", "2", "--max_len", "50", "--generations", "2", "--eval_steps", "1",
+        "--num_eval_episode", "2", "--renderer", RENDERER]
+
+
+def tiny_args(random_models, log_dir, *extra):
+    vae, rnn = random_models
+    return TINY + ["--vae", vae, "--rnn", rnn, "--log-dir", str(log_dir), *extra]
+
+
+def run(cmd, env=None, timeout=120):
+    env = dict(os.environ, **(env or {}))
+    t0 = time.time()
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    return p, time.time() - t0
+
+
+def check_logs(log_dir, generations=2):
+    """Every file in the original's format; returns the history rows."""
+    prefix = os.path.join(str(log_dir), BASE)
+    with open(prefix + ".hist.json") as f:
+        hist = json.load(f)
+    assert [row[0] for row in hist] == list(range(1, generations + 1))
+    for row in hist:
+        assert len(row) == 9 and all(isinstance(v, (int, float)) for v in row)
+        gen, seconds, mean, low, high, std, rms, mean_steps, max_steps = row
+        assert low <= mean <= high and std >= 0 and 0 < rms < 0.2 and 0 < mean_steps <= max_steps <= 50
+    with open(prefix + ".hist_best.json") as f:
+        hist_best = json.load(f)
+    assert [row[0] for row in hist_best] == list(range(1, generations + 1))
+    for row in hist_best:
+        assert len(row) == 10 and row[2::2] == ["improvement", "curr", "prev", "best"]
+        assert isinstance(row[5], float) and row[9] == max(r[5] for r in hist_best[:hist_best.index(row) + 1])
+    assert hist_best[0][3] is None and hist_best[0][7] is None  # no previous evaluation
+    with open(prefix + ".log.json") as f:
+        eval_log = json.load(f)
+    assert [(g, r) for g, r, _ in eval_log] == [(row[0], row[5]) for row in hist_best]
+    assert all(len(p) == 867 for _, _, p in eval_log)
+    with open(prefix + ".best.json") as f:
+        best_params, best_reward = json.load(f)
+    assert len(best_params) == 867 and best_reward == hist_best[-1][9]
+    assert all(round(v, 4) == v for v in best_params)
+    with open(prefix + ".json") as f:
+        current = json.load(f)
+    assert len(current) == 1 and len(current[0]) == 867
+    events = os.listdir(os.path.join(str(log_dir), "tb", BASE))
+    assert events and all(e.startswith("events.out.tfevents.") for e in events)
+    return hist
+
+
+def read_tfrecords(path):
+    """Records of a TensorBoard event file, with both CRCs checked."""
+    import train
+
+    def masked(b):
+        c = train.crc32c(b)
+        return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    records, data = [], open(path, "rb").read()
+    while data:
+        (n,) = struct.unpack("<Q", data[:8])
+        assert struct.unpack("<I", data[8:12])[0] == masked(data[:8])
+        body = data[12:12 + n]
+        assert struct.unpack("<I", data[12 + n:16 + n])[0] == masked(body)
+        records.append(body)
+        data = data[16 + n:]
+    return records
+
+
+@pytest.fixture(scope="module")
+def process_run(random_models, tmp_path_factory):
+    """The reference run without MPI: 2 worker processes."""
+    log_dir = tmp_path_factory.mktemp("log_processes")
+    p, seconds = run([PYTHON, TRAIN, *tiny_args(random_models, log_dir, "--processes", "2")])
+    assert p.returncode == 0, p.stdout + p.stderr
+    return log_dir, p.stdout
+
+
+def test_processes_run_writes_original_logs(process_run, random_models):
+    log_dir, stdout = process_run
+    assert "gen 2 " in stdout and "eval gen 2" in stdout
+    check_logs(log_dir)
+    import model
+
+    m = model.make_model(vae_path=random_models[0], rnn_path=random_models[1])
+    for ext in ("best.json", "json"):  # controller files load as the original's did
+        m.load_model(os.path.join(str(log_dir), f"{BASE}.{ext}"))
+    with open(os.path.join(str(log_dir), f"{BASE}.best.json")) as f:
+        assert np.allclose(m.get_model_params(), json.load(f)[0])
+    folder = os.path.join(str(log_dir), "tb", BASE)
+    records = read_tfrecords(os.path.join(folder, os.listdir(folder)[0]))
+    assert len(records) == 3 and b"brain.Event:2" in records[0] and b"fitness/mean" in records[1]
+
+
+def test_crc32c_known_value():
+    import train
+
+    assert train.crc32c(b"123456789") == 0xE3069283
+
+
+def test_mpi_run_matches_processes(process_run, random_models, tmp_path):
+    cmd = [MPIEXEC, "-n", "3", PYTHON, "-m", "mpi4py.futures", TRAIN, *tiny_args(random_models, tmp_path)]
+    p, _ = run(cmd)
+    assert p.returncode == 0, p.stdout + p.stderr
+    hist = check_logs(tmp_path)
+    reference = check_logs(process_run[0])
+    assert [row[2:] for row in hist] == [row[2:] for row in reference]  # same seeds, same fitness
+
+
+def test_sigkill_then_resume(process_run, random_models, tmp_path):
+    cmd = [PYTHON, TRAIN, *tiny_args(random_models, tmp_path, "--processes", "2")]
+    ckpt = os.path.join(str(tmp_path), BASE + ".ckpt.pkl")
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while not os.path.exists(ckpt):
+            assert p.poll() is None and time.time() < deadline, p.stdout.read().decode()
+            time.sleep(0.05)
+        time.sleep(0.5)  # into generation 2
+        assert p.poll() is None, "the run finished before it could be killed"
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    with open(ckpt, "rb") as f:
+        assert pickle.load(f)["generation"] == 1
+
+    again, _ = run(cmd)  # an existing run is never overwritten by accident
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+    resumed, _ = run(cmd + ["--resume"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "after generation 1" in resumed.stdout and "gen 1 " not in resumed.stdout
+    hist = check_logs(tmp_path)
+    reference = check_logs(process_run[0])
+    assert [row[2:] for row in hist] == [row[2:] for row in reference]
+
+
+@pytest.mark.parametrize("how", ["processes", "inline", "mpi"])
+def test_worker_error_fails_fast(random_models, tmp_path, how):
+    args = tiny_args(random_models, tmp_path)
+    if how == "mpi":
+        cmd = [MPIEXEC, "-n", "3", PYTHON, "-m", "mpi4py.futures", TRAIN, *args]
+    else:
+        cmd = [PYTHON, TRAIN, *args, "--processes", "2" if how == "processes" else "1"]
+    p, seconds = run(cmd, env={"WM_TEST_WORKER_RAISE": "1"}, timeout=60)
+    assert p.returncode != 0
+    assert "a worker failed: ValueError: boom" in p.stderr
+    assert seconds < 20
+
+
+def test_worker_death_fails_fast(random_models, tmp_path):
+    cmd = [PYTHON, TRAIN, *tiny_args(random_models, tmp_path, "--processes", "2")]
+    p, seconds = run(cmd, env={"WM_TEST_WORKER_DIE": "1"}, timeout=60)
+    assert p.returncode != 0 and "BrokenProcessPool" in p.stderr and seconds < 20
+
+
+def test_retrain_starts_from_the_saved_mean(random_models, tmp_path):
+    with open(os.path.join(str(tmp_path), "carracing.cma.1.2.json"), "w") as f:
+        json.dump([[1.0] * 867], f)
+    vae, rnn = random_models
+    cmd = [PYTHON, TRAIN, "-n", "2", "--num_episode", "1", "--max_len", "5", "--generations", "1",
+           "--processes", "1", "--renderer", RENDERER, "--vae", vae, "--rnn", rnn,
+           "--log-dir", str(tmp_path), "--retrain", "1"]
+    p, _ = run(cmd)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(os.path.join(str(tmp_path), "carracing.cma.1.2.json")) as f:
+        mean = np.array(json.load(f)[0])
+    assert abs(mean.mean() - 1.0) < 0.2  # one CMA step of sigma 0.1 from 1.0, not from 0
+
+
+def test_help_shows_mpi_usage():
+    p, _ = run([PYTHON, TRAIN, "--help"])
+    assert p.returncode == 0 and "mpiexec -n" in p.stdout and "mpi4py.futures" in p.stdout

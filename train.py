@@ -1,0 +1,451 @@
+"""Train the controller C with an evolution strategy (CMA-ES by default), as the original train.py.
+
+Each generation the optimiser (es.py) asks for num_worker * num_worker_trial candidate
+controllers (867 parameters); each candidate's fitness is its mean return over num_episode
+CarRacing episodes (with --antithetic, pairs of candidates drive the same tracks). Every
+eval_steps generations the current mean is scored on num_eval_episode fixed tracks (seeds
+0, 1, 2, ...; training tracks are drawn from seeds >= 2**20, so they never coincide) and
+the best scoring parameters are kept.
+
+Reads vae/vae.json and rnn/rnn.json (--vae/--rnn); with --retrain, log/<base>.json.
+Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num_episode>.<population>:
+  <base>.json           [current mean params]                           every generation
+  <base>.hist.json      rows [generation, seconds, mean, min, max, std, rms_stdev,
+                              mean_steps, max_steps]  (steps = frames per episode, the
+                              original's t+1)                              every generation
+  <base>.hist_best.json rows [generation, seconds, "improvement", x, "curr", x, "prev", x,
+                              "best", x]  (improvement and prev are null at the first)
+  <base>.log.json       [[generation, eval_reward, params], ...]          every evaluation
+  <base>.best.json      [params (4 decimals), reward] of the best evaluated mean
+  <base>.ckpt.pkl       full checkpoint (optimiser, RNGs, history); --resume continues it
+  tb/<base>/            TensorBoard scalars (written without TensorFlow)
+All files are replaced atomically, so a killed run never leaves half a file.
+
+Workers (concurrent.futures): under MPI (see the usage below) the other ranks evaluate and
+sleep while idle; otherwise a pool of --processes local processes (default: the cores).
+One task = one candidate on its num_episode tracks, run in lockstep by model.simulate_batch
+so V and M are batched across those episodes; evaluations are split into tasks of
+num_episode tracks. A worker that raises or dies stops the run at once with its message.
+"""
+import os
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+for _var in THREAD_VARS:
+    os.environ.setdefault(_var, "1")  # before numpy: one BLAS thread per process
+
+import argparse
+import contextlib
+import multiprocessing
+import pickle
+import socket
+import struct
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ProcessPoolExecutor, wait
+
+import numpy as np
+
+import config
+import es as es_lib
+from common import UserError, atomic_write_bytes, atomic_write_json, main_guard, read_json
+
+USAGE_MPI = """MPI (one master rank + N-1 worker ranks):
+  .venv/bin/mpiexec -n 65 .venv/bin/python -m mpi4py.futures train.py [flags]
+  .venv/bin/mpiexec -n 65 .venv/bin/python train.py --mpi [flags]
+Without MPI: python train.py --processes N [flags].
+Tiny run: python train.py -n 4 --num_episode 2 --max_len 50 --generations 2 --eval_steps 1 --num_eval_episode 2"""
+
+TRAIN_SEED_LOW = 2 ** 20  # evaluation uses seeds 0..num_eval_episode-1, training seeds above
+TRAIN_SEED_HIGH = 2 ** 31 - 2 ** 16
+
+
+# --- worker side -----------------------------------------------------------------------------
+
+_MODELS = {}
+
+
+def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer):
+    """Worker task: one controller on the tracks `seeds` -> (returns, steps) lists."""
+    if os.environ.get("WM_TEST_WORKER_RAISE"):
+        raise ValueError("boom")
+    if os.environ.get("WM_TEST_WORKER_DIE"):
+        os._exit(3)
+    import model as model_lib
+
+    key = (vae_path, rnn_path)
+    if key not in _MODELS:  # V and M load once per worker process
+        _MODELS[key] = model_lib.make_model(vae_path=vae_path, rnn_path=rnn_path)
+    m = _MODELS[key]
+    m.set_model_params(params)
+    rewards, steps = model_lib.simulate_batch(m, seeds, max_len=max_len, renderer=renderer)
+    return np.asarray(rewards, dtype=np.float64).tolist(), np.asarray(steps).tolist()
+
+
+class InlineExecutor(Executor):
+    """Runs each task at submit() in this process (--processes 1: easy to debug and profile)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - handed back like a pool would
+            future.set_exception(e)
+        return future
+
+
+class WorkerError(Exception):
+    pass
+
+
+def run_tasks(executor, tasks):
+    """Submit (params, seeds, ...) tasks; results in order. Fails fast on the first error."""
+    futures = [executor.submit(evaluate, *t) for t in tasks]
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in futures:
+        if f in done and f.exception() is not None:
+            e = f.exception()
+            cause = e.__cause__  # a process pool attaches the worker's traceback here
+            detail = f"\n{cause}" if cause is not None else ""
+            raise WorkerError(f"{type(e).__name__}: {e}{detail}")
+    return [f.result() for f in futures]
+
+
+# --- executors --------------------------------------------------------------------------------
+
+def under_mpi():
+    """True when started by mpiexec with more than one rank (or through mpi4py.futures)."""
+    if "mpi4py.futures" in sys.modules:
+        return True
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        if int(os.environ.get(var, "1") or 1) > 1:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def open_executor(use_mpi, processes):
+    """Yields an Executor on the master; None on an MPI worker rank once the run is over."""
+    if use_mpi:
+        from mpi4py import MPI
+        from mpi4py.futures import MPICommExecutor, MPIPoolExecutor, _core
+
+        if getattr(_core, "SharedPool", None) is not None:  # python -m mpi4py.futures train.py
+            with MPIPoolExecutor() as executor:
+                yield executor
+            return
+        if MPI.COMM_WORLD.Get_size() < 2:
+            raise UserError("--mpi needs worker ranks: " + USAGE_MPI.split("\n", 1)[1].strip())
+        with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
+            yield executor  # worker ranks serve tasks inside __enter__ and get None
+        return
+    if processes == 1:
+        yield InlineExecutor()
+        return
+    # forkserver, not fork: workers start clean, with one BLAS thread even if the caller
+    # imported NumPy multi-threaded (forked OpenBLAS threads spin and starve the cores)
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("forkserver"))
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def abort_workers(executor):
+    """Stop every worker now (fail fast): MPI_Abort, or terminate the pool's processes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if isinstance(executor, ProcessPoolExecutor):
+        for p in list((getattr(executor, "_processes", None) or {}).values()):
+            p.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
+    elif "mpi4py" in sys.modules:
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(1)
+
+
+# --- TensorBoard without TensorFlow ------------------------------------------------------------
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _CRC32C[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number, payload):
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+class EventWriter:
+    """Appends scalars to a TensorBoard event file (TFRecord of Event protos, encoded here)."""
+
+    def __init__(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self.path = os.path.join(folder, name)
+        self._record(self._event(0, _field(3, b"brain.Event:2")))
+
+    @staticmethod
+    def _event(step, body):
+        return b"\x09" + struct.pack("<d", time.time()) + b"\x10" + _varint(step) + body
+
+    def _record(self, data):
+        def masked(b):
+            c = crc32c(b)
+            return struct.pack("<I", (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+        length = struct.pack("<Q", len(data))
+        with open(self.path, "ab") as f:
+            f.write(length + masked(length) + data + masked(data))
+
+    def scalars(self, step, values):
+        summary = b"".join(_field(1, _field(1, tag.encode()) + b"\x15" + struct.pack("<f", float(v)))
+                           for tag, v in values.items())
+        self._record(self._event(step, _field(5, summary)))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed):
+    """The optimisers with the original's settings for each -o choice."""
+    if name == "cma":
+        return es_lib.CMAES(num_params, sigma_init=sigma_init, popsize=popsize, seed=seed)
+    if name == "ses":
+        return es_lib.PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
+                           sigma_limit=0.02, elite_ratio=0.1, weight_decay=0.005, popsize=popsize,
+                           average_baseline=False, seed=seed)
+    if name == "pepg":
+        return es_lib.PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
+                           sigma_limit=0.02, learning_rate=0.01, learning_rate_decay=1.0,
+                           learning_rate_limit=0.01, weight_decay=0.005, popsize=popsize,
+                           average_baseline=popsize % 2 == 0, seed=seed)
+    if name == "ga":
+        return es_lib.SimpleGA(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
+                               elite_ratio=0.1, weight_decay=0.005, popsize=popsize, seed=seed)
+    if name == "oes":
+        return es_lib.OpenES(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
+                             learning_rate=0.01, learning_rate_decay=1.0, learning_rate_limit=0.01,
+                             antithetic=antithetic and popsize % 2 == 0, weight_decay=0.005,
+                             popsize=popsize, seed=seed)
+    raise UserError(f"unknown optimizer {name!r}: use cma, ses, pepg, ga or oes")
+
+
+def generation_seeds(rng, popsize, num_episode, antithetic):
+    """Per candidate, the tracks of its episodes; with antithetic, pairs share them."""
+    base = rng.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH, size=popsize)
+    if antithetic:
+        base[1::2] = base[0:popsize - popsize % 2:2]
+    return [[int(b) + j for j in range(num_episode)] for b in base]
+
+
+def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models):
+    """ask -> evaluate everywhere -> tell. Returns (fitness, steps) per candidate."""
+    solutions = optimizer.ask()
+    seeds = generation_seeds(rng, len(solutions), num_episode, antithetic)
+    results = run_tasks(executor, [(s, sd, max_len, *models) for s, sd in zip(solutions, seeds)])
+    fitness = np.array([np.mean(r) for r, _ in results])
+    steps = np.array([np.mean(t) for _, t in results])
+    optimizer.tell(fitness)
+    return fitness, steps
+
+
+def evaluate_mean(executor, params, num_eval_episode, chunk, max_len, models):
+    """Mean return of `params` on tracks 0..num_eval_episode-1, in tasks of `chunk` tracks."""
+    seeds = list(range(num_eval_episode))
+    tasks = [(params, seeds[i:i + chunk], max_len, *models) for i in range(0, len(seeds), chunk)]
+    return float(np.mean([r for rewards, _ in run_tasks(executor, tasks) for r in rewards]))
+
+
+def write_logs(paths, st):
+    """Every JSON log from the run state (so a resumed run rewrites them consistently)."""
+    atomic_write_json(paths["json"], [np.round(st["es"].current_param(), 4).tolist()])
+    atomic_write_json(paths["hist"], st["history"])
+    if st["eval_log"]:
+        atomic_write_json(paths["hist_best"], st["hist_best"])
+        atomic_write_json(paths["log"], st["eval_log"])
+        atomic_write_json(paths["best"], [st["best_params"], st["best_reward"]])
+
+
+def record_evaluation(st, generation, seconds, reward, params):
+    params = np.round(params, 4).tolist()
+    st["eval_log"].append([generation, reward, params])
+    prev = st["best_reward"]
+    if prev is None or reward > prev:
+        st["best_reward"], st["best_params"] = reward, params
+    st["hist_best"].append([generation, seconds, "improvement", None if prev is None else reward - prev,
+                            "curr", reward, "prev", prev, "best", st["best_reward"]])
+
+
+def save_checkpoint(path, st):
+    st = dict(st, np_global=np.random.get_state())
+    atomic_write_bytes(path, pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def train(args, executor):
+    popsize = args.num_worker * args.num_worker_trial
+    base = f"{config.ENV_NAME}.{args.optimizer}.{args.num_episode}.{popsize}"
+    prefix = os.path.join(args.log_dir, base)
+    paths = {k: f"{prefix}.{ext}" for k, ext in
+             (("json", "json"), ("hist", "hist.json"), ("hist_best", "hist_best.json"),
+              ("log", "log.json"), ("best", "best.json"), ("ckpt", "ckpt.pkl"))}
+    models = (os.path.abspath(args.vae), os.path.abspath(args.rnn), args.renderer)
+    os.makedirs(args.log_dir, exist_ok=True)
+
+    if args.resume and os.path.exists(paths["ckpt"]):
+        with open(paths["ckpt"], "rb") as f:
+            st = pickle.load(f)
+        np.random.set_state(st.pop("np_global"))
+        print(f"resuming {paths['ckpt']} after generation {st['generation']}", flush=True)
+        write_logs(paths, st)
+    else:
+        if os.path.exists(paths["ckpt"]) and not args.resume:
+            raise UserError(f"{paths['ckpt']} exists: pass --resume to continue that run, or delete "
+                            f"{prefix}.* (or use another --log-dir) to start over")
+        if args.resume:
+            print(f"--resume: no checkpoint {paths['ckpt']}, starting a new run", flush=True)
+        optimizer = make_es(args.optimizer, config.CONTROLLER_PARAMS, popsize, args.sigma_init,
+                            args.sigma_decay, bool(args.antithetic), seed=args.seed_start)
+        if args.retrain:
+            mu = np.asarray(read_json(paths["json"], "--retrain file")[0], dtype=np.float64)
+            if mu.size != config.CONTROLLER_PARAMS:
+                raise UserError(f"{paths['json']} holds {mu.size} parameters, expected {config.CONTROLLER_PARAMS}")
+            optimizer.set_mu(mu)
+            print(f"retraining from the mean in {paths['json']}", flush=True)
+        st = {"es": optimizer, "rng": np.random.default_rng(args.seed_start), "generation": 0,
+              "history": [], "hist_best": [], "eval_log": [], "best_params": None,
+              "best_reward": None, "elapsed": 0.0, "mean_steps": None}
+
+    tb = EventWriter(os.path.join(args.log_dir, "tb", base))
+    print(f"{base}: population {popsize}, {args.num_episode} episodes each, "
+          f"{config.CONTROLLER_PARAMS} parameters", flush=True)
+    t_start = time.time() - st["elapsed"]
+    while args.generations is None or st["generation"] < args.generations:
+        t0 = time.time()
+        gen = st["generation"] + 1
+        max_len = args.max_len
+        if args.cap_time and st["mean_steps"]:  # the original's cap: twice the last mean length
+            cap = 2 * int(st["mean_steps"] + 1)
+            max_len = cap if max_len <= 0 else min(max_len, cap)
+        fitness, steps = run_generation(st["es"], executor, st["rng"], args.num_episode,
+                                        bool(args.antithetic), max_len, models)
+        seconds = int(time.time() - t_start)
+        rms = st["es"].rms_stdev()
+        row = [gen, seconds, round(float(fitness.mean()), 4), round(float(fitness.min()), 4),
+               round(float(fitness.max()), 4), round(float(fitness.std()), 4), round(rms, 6),
+               round(float(steps.mean()), 2), int(steps.max())]
+        st["history"].append(row)
+        st["generation"], st["mean_steps"] = gen, float(steps.mean())
+        print(f"gen {gen} {seconds}s ({time.time() - t0:.1f}s) fitness mean {row[2]:.2f} min {row[3]:.2f} "
+              f"max {row[4]:.2f} rms_stdev {rms:.4f} steps mean {row[7]:.0f} max {row[8]}", flush=True)
+        scalars = {"fitness/mean": row[2], "fitness/min": row[3], "fitness/max": row[4],
+                   "fitness/std": row[5], "es/rms_stdev": rms, "steps/mean": row[7],
+                   "steps/max": row[8], "time/generation_seconds": time.time() - t0}
+        if gen % args.eval_steps == 0:
+            params = st["es"].current_param()
+            reward = evaluate_mean(executor, params, args.num_eval_episode, args.num_episode,
+                                   args.max_len, models)
+            record_evaluation(st, gen, int(time.time() - t_start), reward, params)
+            print(f"eval gen {gen}: {reward:.2f} over {args.num_eval_episode} episodes "
+                  f"(best {st['best_reward']:.2f})", flush=True)
+            scalars.update({"eval/reward": reward, "eval/best": st["best_reward"]})
+        st["elapsed"] = time.time() - t_start
+        save_checkpoint(paths["ckpt"], st)  # first: the JSON logs are re-derived from it on resume
+        write_logs(paths, st)
+        tb.scalars(gen, scalars)
+    print(f"done: {st['generation']} generations, logs in {prefix}.*", flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, epilog=USAGE_MPI,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--optimizer", default=config.ES_OPTIMIZER, choices=["cma", "ses", "pepg", "ga", "oes"])
+    p.add_argument("-n", "--num_worker", type=int, default=config.ES_NUM_WORKER,
+                   help="population = num_worker * num_worker_trial (not the number of processes)")
+    p.add_argument("-t", "--num_worker_trial", type=int, default=config.ES_NUM_WORKER_TRIAL)
+    p.add_argument("--num_episode", type=int, default=config.ES_NUM_EPISODE, help="episodes per fitness")
+    p.add_argument("--eval_steps", type=int, default=config.ES_EVAL_STEPS, help="evaluate every N generations")
+    p.add_argument("--num_eval_episode", type=int, default=config.ES_NUM_EVAL_EPISODES,
+                   help="episodes (tracks 0..N-1) of each evaluation of the mean")
+    p.add_argument("--antithetic", type=int, default=int(config.ES_ANTITHETIC), choices=[0, 1],
+                   help="1: pairs of candidates drive the same tracks")
+    p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
+                   help="1: cap training episodes at twice the last generation's mean length")
+    p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")
+    p.add_argument("-s", "--seed_start", type=int, default=0, help="seed of the track and optimiser RNGs")
+    p.add_argument("--sigma_init", type=float, default=config.ES_SIGMA_INIT)
+    p.add_argument("--sigma_decay", type=float, default=config.ES_SIGMA_DECAY)
+    p.add_argument("--generations", type=int, default=None, help="stop after N generations (default: never)")
+    p.add_argument("--resume", action="store_true", help="continue from <base>.ckpt.pkl")
+    p.add_argument("--max_len", type=int, default=-1, help="cap every episode at N frames (-1: 1000)")
+    p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
+                   help=f"CarRacing renderer (default {config.RENDERER})")
+    p.add_argument("--mpi", action="store_true", help="use MPI ranks as workers (automatic under mpiexec)")
+    p.add_argument("--processes", type=int, default=None, help="without MPI: worker processes (default: cores)")
+    p.add_argument("--log-dir", default=config.LOG_DIR, help="where the logs go (default log/)")
+    p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights (vae.json)")
+    p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights (rnn.json)")
+    args = p.parse_args(argv)
+    for name in ("num_worker", "num_worker_trial", "num_episode", "eval_steps", "num_eval_episode"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1")
+    if args.resume and args.retrain:
+        raise UserError("--resume and --retrain 1 exclude each other: resume continues the checkpoint")
+    if args.mpi and args.processes:
+        raise UserError("--mpi and --processes exclude each other")
+    for flag, path in (("--vae", args.vae), ("--rnn", args.rnn)):
+        if not os.path.exists(path):
+            raise UserError(f"{flag} {path} not found: train it (see README) or pass {flag} PATH")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    use_mpi = args.mpi or (not args.processes and under_mpi())
+    popsize = args.num_worker * args.num_worker_trial
+    processes = max(1, min(args.processes or os.cpu_count() or 1, popsize))
+    with open_executor(use_mpi, processes) as executor:
+        if executor is None:
+            return  # an MPI worker rank: the master has finished
+        try:
+            train(args, executor)
+        except WorkerError as e:
+            print(f"error: a worker failed: {e}", file=sys.stderr, flush=True)
+            abort_workers(executor)
+            sys.exit(1)
+        except UserError:
+            raise  # nothing is running yet: the executor closes normally
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                traceback.print_exc()
+            abort_workers(executor)
+            raise
+
+
+if __name__ == "__main__":
+    main_guard(main)
