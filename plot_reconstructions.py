@@ -1,0 +1,79 @@
+"""Originals above, VAE reconstructions below: a picture of how well V sees the road.
+
+    python plot_reconstructions.py [--vae tf_vae/vae.json] [--record-dir record] [--out docs/reconstructions.png]
+
+Reads a vae.json and record/*.npz; writes one PNG (nothing else). Frames are drawn from
+different episodes and times, chosen by --seed.
+"""
+import argparse
+import os
+
+import numpy as np
+
+import config
+from common import UserError, atomic_write_bytes, main_guard
+
+
+def pick_frames(record_dir, n, seed):
+    """n frames from up to n different episodes (uint8 (n,64,64,3)) and their names."""
+    from vae_train import BadRecord, list_records, load_episode
+
+    files = list_records(record_dir)  # raises a clear UserError when there are none
+    rng = np.random.default_rng(seed)
+    frames, names = [], []
+    for path in rng.permutation(files):
+        try:
+            obs = load_episode(path)
+        except BadRecord:
+            continue
+        t = int(rng.integers(len(obs)))
+        frames.append(obs[t])
+        names.append(f"{os.path.basename(path)}:{t}")
+        if len(frames) == n:
+            break
+    return np.array(frames), names
+
+
+def grid(originals, reconstructions, scale=3, gap=4):
+    """Two rows of images (uint8) with gaps, enlarged `scale` times (nearest)."""
+    n, h, w, _ = originals.shape
+    H, W = h * scale, w * scale
+    out = np.full((2 * H + 3 * gap, n * (W + gap) + gap, 3), 255, np.uint8)
+    for row, imgs in enumerate((originals, reconstructions)):
+        for i, img in enumerate(imgs):
+            big = img.repeat(scale, 0).repeat(scale, 1)
+            y, x = gap + row * (H + gap), gap + i * (W + gap)
+            out[y:y + H, x:x + W] = big
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vae", default=config.TF_VAE_PATH, help="VAE weights")
+    p.add_argument("--record-dir", default=config.RECORD_DIR, help="episodes to draw frames from")
+    p.add_argument("--out", default=os.path.join("docs", "reconstructions.png"), help="PNG to write")
+    p.add_argument("-n", type=int, default=8, help="number of frames")
+    p.add_argument("--seed", type=int, default=0, help="chooses the frames")
+    args = p.parse_args(argv)
+    from PIL import Image
+
+    from vae.vae import ConvVAE
+
+    vae = ConvVAE(z_size=config.Z_SIZE)
+    if not os.path.exists(args.vae):
+        raise UserError(f"VAE weights {args.vae} not found: train with vae_train.py or pass --vae")
+    vae.load_json(args.vae)
+    frames, names = pick_frames(args.record_dir, args.n, args.seed)
+    mu, _ = vae.encode_mu_logvar(frames)
+    recon = (vae.decode(mu) * 255).round().astype(np.uint8)
+    err = np.abs(recon.astype(float) - frames).mean()
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(grid(frames, recon)).save(buf, format="PNG")
+    atomic_write_bytes(args.out, buf.getvalue())
+    print(f"{args.out}: {len(frames)} frames ({', '.join(names)}), mean abs error {err:.1f}/255")
+
+
+if __name__ == "__main__":
+    main_guard(main)
