@@ -3,6 +3,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -85,6 +86,46 @@ def headless():
     """Make pygame draw off-screen; call before pygame opens anything."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+class ScalarWriter:
+    """TensorBoard scalars without TensorFlow (tensorboard's own event-file writer)."""
+
+    def __init__(self, folder):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._w = EventFileWriter(folder)
+        self.folder = folder
+
+    def scalars(self, step, values):
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
+        self._w.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
+        self._w.flush()
+
+    def close(self):
+        self._w.close()
+
+
+def read_scalars(folder):
+    """{tag: [(step, value), ...]} from the event files of a folder (for tests and notebooks)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("events.out.tfevents."):
+            for event in EventFileLoader(os.path.join(folder, name)).Load():
+                for v in event.summary.value:
+                    value = v.simple_value if v.HasField("simple_value") else None
+                    if value is None:  # TF2 writes tensors
+                        import numpy as _np
+                        from tensorboard.util import tensor_util
+
+                        value = float(_np.asarray(tensor_util.make_ndarray(v.tensor)))
+                    out.setdefault(v.tag, []).append((event.step, value))
+    return out
 
 
 class VideoWriter:

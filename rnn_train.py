@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from common import UserError, atomic_savez, atomic_write_json, main_guard, read_json  # noqa: E402
+from common import ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, read_json  # noqa: E402
 
 CHECKPOINT = "rnn_checkpoint.npz"
 LOG = "rnn_log.json"
@@ -139,17 +139,6 @@ def load_checkpoint(path):
     return meta, weights, opt
 
 
-def tb_scalar(tag, value, step):
-    """A TensorBoard scalar, written without the tensorboard package (TF 2.21 no longer pulls it in):
-    tf.summary.write with the metadata TensorBoard's scalar plugin looks for."""
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    md = summary_pb2.SummaryMetadata(data_class=summary_pb2.DATA_CLASS_SCALAR)
-    md.plugin_data.plugin_name = "scalars"
-    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=md)
-
-
 def main(argv=None):
     args = parse_args(argv)
     series = load_series(args.series)
@@ -193,7 +182,7 @@ def main(argv=None):
     elif os.path.exists(ckpt_path):
         print(f"starting afresh: {ckpt_path} will be overwritten (use --resume to continue it)")
 
-    writer = tf.summary.create_file_writer(os.path.join(args.out_dir, "tb"))
+    writer = ScalarWriter(os.path.join(args.out_dir, "tb"))
     last_saved = start if args.resume else None
     t0 = time.time()
     bar = tqdm(range(start, args.num_steps), initial=start, total=args.num_steps, desc="rnn", unit="step")
@@ -206,21 +195,17 @@ def main(argv=None):
         loss, weights_finite = trainer.train_step(x, y)
         if not (np.isfinite(loss) and weights_finite):
             bar.close()
-            writer.flush()
             atomic_write_json(os.path.join(args.out_dir, LOG), log)
             kept = (f"{args.out_dir}/rnn.json holds the last good weights (step {last_saved}); "
                     f"continue from there with --resume" if last_saved is not None else "no weights were saved")
             what = f"the loss became {loss}" if not np.isfinite(loss) else "the weights became NaN or inf"
             raise UserError(f"{what} at step {step + 1} (lr {lr:g}); training stopped and the "
                             f"bad weights were not saved; {kept}. Try a lower --lr or check {args.series}")
-        with writer.as_default():
-            tb_scalar("loss", loss, step + 1)
-            tb_scalar("lr", lr, step + 1)
+        writer.scalars(step + 1, {"loss": loss, "lr": lr})
         log.append({"step": step + 1, "loss": round(loss, 6), "lr": lr, "seconds": round(time.time() - t0, 3)})
         bar.set_postfix(loss=f"{loss:.4f}")
         if (step + 1) % args.save_every == 0 or step + 1 == args.num_steps:
             save_all(args.out_dir, model, trainer, step + 1, rng, log, args)
-            writer.flush()
             last_saved = step + 1
     bar.close()
     writer.close()

@@ -37,8 +37,6 @@ import argparse
 import contextlib
 import multiprocessing
 import pickle
-import socket
-import struct
 import sys
 import time
 import traceback
@@ -48,7 +46,7 @@ import numpy as np
 
 import config
 import es as es_lib
-from common import UserError, atomic_write_bytes, atomic_write_json, main_guard, read_json
+from common import ScalarWriter, UserError, atomic_write_bytes, atomic_write_json, main_guard, read_json
 
 USAGE_MPI = """MPI (one master rank + N-1 worker ranks):
   .venv/bin/mpiexec -n 65 .venv/bin/python -m mpi4py.futures train.py [flags]
@@ -167,69 +165,6 @@ def abort_workers(executor):
         MPI.COMM_WORLD.Abort(1)
 
 
-# --- TensorBoard without TensorFlow ------------------------------------------------------------
-
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC32C[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number, payload):
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-class EventWriter:
-    """Appends scalars to a TensorBoard event file (TFRecord of Event protos, encoded here)."""
-
-    def __init__(self, folder):
-        os.makedirs(folder, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-        self.path = os.path.join(folder, name)
-        self._record(self._event(0, _field(3, b"brain.Event:2")))
-
-    @staticmethod
-    def _event(step, body):
-        return b"\x09" + struct.pack("<d", time.time()) + b"\x10" + _varint(step) + body
-
-    def _record(self, data):
-        def masked(b):
-            c = crc32c(b)
-            return struct.pack("<I", (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-        length = struct.pack("<Q", len(data))
-        with open(self.path, "ab") as f:
-            f.write(length + masked(length) + data + masked(data))
-
-    def scalars(self, step, values):
-        summary = b"".join(_field(1, _field(1, tag.encode()) + b"\x15" + struct.pack("<f", float(v)))
-                           for tag, v in values.items())
-        self._record(self._event(step, _field(5, summary)))
-
-
 # --- training ---------------------------------------------------------------------------------
 
 def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed):
@@ -341,7 +276,7 @@ def train(args, executor):
               "history": [], "hist_best": [], "eval_log": [], "best_params": None,
               "best_reward": None, "elapsed": 0.0, "mean_steps": None}
 
-    tb = EventWriter(os.path.join(args.log_dir, "tb", base))
+    tb = ScalarWriter(os.path.join(args.log_dir, "tb", base))
     print(f"{base}: population {popsize}, {args.num_episode} episodes each, "
           f"{config.CONTROLLER_PARAMS} parameters", flush=True)
     t_start = time.time() - st["elapsed"]

@@ -23,7 +23,7 @@ import zipfile
 import numpy as np
 
 import config
-from common import UserError, atomic_savez, atomic_write_json, main_guard
+from common import ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard
 
 FRAME_SHAPE = (config.FRAME_SIZE, config.FRAME_SIZE, 3)
 
@@ -271,16 +271,6 @@ def save_json(path, model):
     v.save_json(path)
 
 
-def tb_scalar(tf, name, value):
-    """What tf.summary.scalar writes, without the tensorboard package it needs (not installed
-    here): a float32 scalar tagged for TensorBoard's "scalars" plugin."""
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(name, tf.constant(value, tf.float32), metadata=meta)
-
-
 def describe_device(tf):
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -337,7 +327,7 @@ def main(argv=None):
     device = describe_device(tf)
     print(f"training V on {device}: {len(paths)} episodes, {sum(lengths)} frames, "
           f"batch {args.batch_size}, {args.epochs} epochs, lr {args.lr}")
-    writer = tf.summary.create_file_writer(os.path.join(out_dir, "tb"))
+    writer = ScalarWriter(os.path.join(out_dir, "tb"))
     t_start = time.time()
 
     last_saved = None
@@ -347,7 +337,6 @@ def main(argv=None):
         if last_saved == (step, epoch):
             return
         last_saved = (step, epoch)
-        writer.flush()
         meta = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "data": data_id,
                 "seconds": elapsed0 + time.time() - t_start}
         save_checkpoint(ckpt_path, model, meta)
@@ -377,9 +366,7 @@ def main(argv=None):
                     entries.append({"step": step, "epoch": epoch, "loss": loss, "r_loss": r_loss,
                                     "kl_loss": kl_loss, "frames_per_s": round(fps, 1),
                                     "seconds": round(elapsed0 + time.time() - t_start, 1)})
-                    with writer.as_default(step=step):
-                        for name, value in (("loss", loss), ("r_loss", r_loss), ("kl_loss", kl_loss)):
-                            tb_scalar(tf, name, value)
+                    writer.scalars(step, {"loss": loss, "r_loss": r_loss, "kl_loss": kl_loss})
                     bar.set_postfix(loss=f"{loss:.1f}", r=f"{r_loss:.1f}", kl=f"{kl_loss:.1f}",
                                     fps=f"{fps:.0f}")
                     sums, n_sum, t_log = np.zeros(3), 0, time.time()

@@ -86,7 +86,11 @@ def test_tiny_run_writes_loadable_json(record, tmp_path):
     log = json.loads((tmp_path / "vae_log.json").read_text())
     assert [e["step"] for e in log["entries"]] == [1, 2, 3]
     assert {"loss", "r_loss", "kl_loss"} <= set(log["entries"][0])
-    assert os.listdir(tmp_path / "tb")
+    from common import read_scalars
+
+    tb = read_scalars(str(tmp_path / "tb"))
+    assert [s for s, _ in tb["r_loss"]] == [1, 2, 3]
+    assert np.allclose([v for _, v in tb["kl_loss"]], [e["kl_loss"] for e in log["entries"]])
 
 
 def test_resume_continues_steps_and_optimizer_state(record, tmp_path):
