@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import config
 from common import UserError, VideoWriter, has_display, main_guard
 from dream_env import FPS, CarRacingDream, load_initial_z
-from model import EXP_MODE, controller_action, make_model
+from model import EXP_MODE, agent_from_args, controller_action
 from rnn.rnn import LSTMState, rnn_output
 
 GIF_SCALE = 2  # 64x64 -> 128x128: small enough for a README
@@ -81,22 +81,10 @@ def main(argv=None):
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.temperature < 0:
         raise UserError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.file is not None and args.seed is None and args.file.isdigit() and not os.path.exists(args.file):
-        args.file, args.seed = None, int(args.file)  # `script.py 7`: a seed, random weights
-    if args.file is not None and not os.path.exists(args.file):
-        raise UserError(f"controller file {args.file} not found: train one with train.py, or omit "
-                        "FILE for random weights")
-    seed = args.seed if args.seed is not None else int(np.random.randint(10000))
     initial_z = load_initial_z(args.initial_z)  # before the window opens: errors come first
-    model = make_model(load_model=True, vae_path=args.vae, rnn_path=args.rnn)
-    print(f"model size {model.param_count}, seed {seed}, temperature {args.temperature:g}")
-    if args.file:
-        model.load_model(args.file)
-        print(f"loaded {args.file}")
-    else:
-        np.random.seed(seed)
-        model.set_model_params(model.get_random_model_params(stdev=np.random.rand() * 0.01))
-        print("no controller file: random controller weights, as the original")
+    # V and M always load: random ones would dream nothing but noise
+    model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=False)
+    print(f"temperature {args.temperature:g}")
 
     window = args.video is None and has_display()
     env = CarRacingDream(model.vae, model.rnn, initial_z, temperature=args.temperature,

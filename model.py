@@ -217,27 +217,51 @@ def write_random_models(folder):
 
 # --- command line ---------------------------------------------------------------------------
 
-def _evaluate_chunk(args):
-    """Worker: a chunk of evaluation episodes, batched."""
-    filename, seeds, vae_path, rnn_path, renderer, random_stdev, random_seed = args
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    model = make_model(load_model=vae_path is not None, vae_path=vae_path, rnn_path=rnn_path)
-    if filename is None:
-        np.random.seed(random_seed)
-        model.init_random_model_params(stdev=random_stdev)
+def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True):
+    """(model, seed) for the `SCRIPT [FILE] [seed]` command lines of model.py, dream_model.py
+    and render_model.py: the controller in FILE, or random controller weights as the original
+    (Cauchy x rand()*0.01, seeded); random_vm=True randomises V and M too instead of loading
+    them. A lone number in place of FILE is the seed (`model.py render 7`)."""
+    if file is not None and seed is None and file.isdigit() and not os.path.exists(file):
+        file, seed = None, int(file)
+    if file is not None and not os.path.exists(file):
+        raise UserError(f"controller file {file} not found: train one with train.py, or omit FILE "
+                        "for random weights")
+    seed = seed if seed is not None else int(np.random.randint(10000))
+    model = make_model(load_model=not (file is None and random_vm), vae_path=vae_path, rnn_path=rnn_path)
+    say = print if verbose else (lambda *a: None)
+    say(f"model size {model.param_count}, seed {seed}")
+    if file is not None:
+        model.load_model(file)
+        say(f"loaded {file}")
     else:
-        model.load_model(filename)
-    rewards, steps = simulate_batch(model, seeds, renderer=renderer)
+        np.random.seed(seed)
+        stdev = np.random.rand() * config.RANDOM_STDEV_SCALE
+        if random_vm:
+            model.init_random_model_params(stdev=stdev)
+        else:
+            model.set_model_params(model.get_random_model_params(stdev=stdev))
+        say(f"no controller file: random {'C, V and M' if random_vm else 'controller'} weights, as the original")
+    return model, seed
+
+
+def _evaluate_chunk(args):
+    """Worker: a chunk of evaluation episodes, batched, with the agent rebuilt as in main()."""
+    filename, seed, seeds, vae_path, rnn_path, renderer, max_frames = args
+    model, _ = agent_from_args(filename, seed, vae_path, rnn_path, random_vm=True, verbose=False)
+    rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer)
     return rewards.tolist(), steps.tolist()
 
 
-def run_episodes(filename, seeds, vae_path, rnn_path, renderer=None, workers=1, random_stdev=0.0,
-                 random_seed=0):
-    """Returns of one episode per seed, spread over `workers` processes."""
+def run_episodes(model, filename, seed, seeds, vae_path, rnn_path, renderer=None, workers=1,
+                 max_frames=config.MAX_FRAMES):
+    """(return, steps) of one episode per seed: on `model` here, or spread over `workers`
+    processes that rebuild it from (filename, seed)."""
     chunks = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
-    tasks = [(filename, c, vae_path, rnn_path, renderer, random_stdev, random_seed) for c in chunks]
+    tasks = [(filename, seed, c, vae_path, rnn_path, renderer, max_frames) for c in chunks]
     if len(tasks) == 1:
-        results = [_evaluate_chunk(tasks[0])]
+        rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer)
+        results = [(rewards.tolist(), steps.tolist())]
     else:
         with ProcessPoolExecutor(len(tasks)) as pool:
             results = list(pool.map(_evaluate_chunk, tasks))
@@ -263,22 +287,8 @@ def main(argv=None):
     p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights")
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights")
     args = p.parse_args(argv)
-    if args.file is not None and args.seed is None and args.file.isdigit() and not os.path.exists(args.file):
-        args.file, args.seed = None, int(args.file)  # `model.py render 7`: a seed, random weights
-    seed = args.seed if args.seed is not None else int(np.random.randint(10000))
-    random_stdev = float(np.random.default_rng(seed).random() * 0.01)
-    if args.file is not None and not os.path.exists(args.file):
-        raise UserError(f"controller file {args.file} not found")
-    load = args.file is not None  # random weights replace V and M too, as the original did
-    model = make_model(load_model=load, vae_path=args.vae, rnn_path=args.rnn)
-    print(f"model size {model.param_count}, seed {seed}")
-    if args.file:
-        model.load_model(args.file)
-        print(f"loaded {args.file}")
-    else:
-        np.random.seed(seed)
-        model.init_random_model_params(stdev=random_stdev)
-        print("no controller file: random weights, as the original")
+    # random weights replace V and M too, as the original did: nothing needs to be loaded
+    model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=True)
 
     if args.mode == "render":
         window = args.video is None and has_display()
@@ -299,9 +309,8 @@ def main(argv=None):
     episodes = args.episodes or 100
     seeds = [seed + i for i in range(episodes)]
     t0 = time.time()
-    out = run_episodes(args.file, seeds, args.vae if load else None, args.rnn if load else None,
-                       renderer=args.renderer, workers=max(1, args.workers), random_stdev=random_stdev,
-                       random_seed=seed)
+    out = run_episodes(model, args.file, seed, seeds, args.vae, args.rnn, renderer=args.renderer,
+                       workers=max(1, args.workers), max_frames=args.max_frames)
     rewards = np.array([r for r, _ in out])
     for s, (r, t) in zip(seeds, out):
         print(f"seed {s} reward {r:.2f} steps {t}")

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import config
 from common import UserError, VideoWriter, has_display, main_guard
 from dream_env import FPS, Window
-from model import make_model
+from model import agent_from_args
 
 SCALE = 4
 
@@ -90,21 +90,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.file is not None and args.seed is None and args.file.isdigit() and not os.path.exists(args.file):
-        args.file, args.seed = None, int(args.file)  # `script.py 7`: a seed, random weights
-    if args.file is not None and not os.path.exists(args.file):
-        raise UserError(f"controller file {args.file} not found: train one with train.py, or omit "
-                        "FILE for random weights")
-    seed = args.seed if args.seed is not None else int(np.random.randint(10000))
-    model = make_model(load_model=True, vae_path=args.vae, rnn_path=args.rnn)
-    print(f"model size {model.param_count}, seed {seed}")
-    if args.file:
-        model.load_model(args.file)
-        print(f"loaded {args.file}")
-    else:
-        np.random.seed(seed)
-        model.set_model_params(model.get_random_model_params(stdev=np.random.rand() * 0.01))
-        print("no controller file: random controller weights")
+    model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=False)
 
     window = video = None
     if args.video is None and has_display():
