@@ -210,7 +210,20 @@ class SimpleGA:
         return self.best_param(), self.best_reward, self.curr_best_reward, self.sigma
 
 
-class OpenES:
+class _MeanSearch:
+    """What OpenES and PEPG share: a mean `mu` moved by gradient steps, and the best mean seen."""
+
+    def current_param(self):
+        return self.mu.copy()
+
+    def set_mu(self, mu):
+        self.mu = np.asarray(mu, dtype=np.float64).ravel().copy()
+
+    def best_param(self):
+        return self.best_mu.copy()
+
+
+class OpenES(_MeanSearch):
     """OpenAI-style ES (Salimans et al. 2017): isotropic gaussian, Adam on the estimated gradient."""
 
     def __init__(self, num_params, sigma_init=0.1, sigma_decay=0.999, sigma_limit=0.01,
@@ -270,20 +283,11 @@ class OpenES:
         if self.learning_rate > self.learning_rate_limit:
             self.learning_rate *= self.learning_rate_decay
 
-    def current_param(self):
-        return self.mu.copy()
-
-    def set_mu(self, mu):
-        self.mu = np.asarray(mu, dtype=np.float64).ravel().copy()
-
-    def best_param(self):
-        return self.best_mu.copy()
-
     def result(self):
         return self.best_mu.copy(), self.best_reward, self.curr_best_reward, self.sigma
 
 
-class PEPG:
+class PEPG(_MeanSearch):
     """Parameter-exploring policy gradients (Sehnke et al. 2010): symmetric sampling and a
     per-parameter sigma that adapts to the rewards.
 
@@ -363,15 +367,6 @@ class PEPG:
             self.sigma[self.sigma > self.sigma_limit] *= self.sigma_decay
         if self.learning_rate > self.learning_rate_limit:
             self.learning_rate *= self.learning_rate_decay
-
-    def current_param(self):
-        return self.mu.copy()
-
-    def set_mu(self, mu):
-        self.mu = np.asarray(mu, dtype=np.float64).ravel().copy()
-
-    def best_param(self):
-        return self.best_mu.copy()
 
     def result(self):
         return self.best_mu.copy(), self.best_reward, self.curr_best_reward, self.sigma.copy()
