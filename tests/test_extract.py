@@ -56,8 +56,9 @@ def test_a_failed_episode_is_logged_and_skipped(tmp_path, monkeypatch):
 
 
 def test_extract_bash_runs_workers_and_reports(tmp_path):
-    env = dict(os.environ, WORKERS="2", EPISODES="1", OUT=str(tmp_path))
+    env = dict(os.environ, WORKERS="2", EPISODES="1", OUT=str(tmp_path / "rec"), LOGS=str(tmp_path / "logs"))
     out = subprocess.run(["bash", "extract.bash", "--max-frames", "20"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"{tmp_path}: 2 episodes, 40 frames" in out.stdout
+    assert f"{tmp_path / 'rec'}: 2 episodes, 40 frames" in out.stdout
+    assert sorted(os.listdir(tmp_path / "logs")) == ["worker_0.log", "worker_1.log"]
