@@ -14,8 +14,10 @@ import config
 from common import UserError, atomic_write_bytes, main_guard
 
 
-def pick_frames(record_dir, n, seed):
-    """n frames from up to n different episodes (uint8 (n,64,64,3)) and their names."""
+def pick_frames(record_dir, n, seed, off_field=False):
+    """n frames from n different episodes (uint8 (n,64,64,3)) and their names. Unless
+    off_field, frames with road in view are preferred: the random policy spends most of its
+    time on grass or past the playfield (all black), which says little about the road."""
     from vae_train import BadRecord, list_records, load_episode
 
     files = list_records(record_dir)  # raises a clear UserError when there are none
@@ -27,6 +29,11 @@ def pick_frames(record_dir, n, seed):
         except BadRecord:
             continue
         t = int(rng.integers(len(obs)))
+        if not off_field:
+            o = obs.astype(np.int16)
+            grey = (np.abs(o[..., 0] - o[..., 1]) < 12) & (o[..., 0] > 80) & (o[..., 0] < 130)
+            road = np.flatnonzero(grey.mean(axis=(1, 2)) > 0.05)
+            t = int(rng.choice(road)) if len(road) else t
         frames.append(obs[t])
         names.append(f"{os.path.basename(path)}:{t}")
         if len(frames) == n:
@@ -54,6 +61,7 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("docs", "reconstructions.png"), help="PNG to write")
     p.add_argument("-n", type=int, default=8, help="number of frames")
     p.add_argument("--seed", type=int, default=0, help="chooses the frames")
+    p.add_argument("--off-field", action="store_true", help="also pick frames off the playfield (black)")
     args = p.parse_args(argv)
     from PIL import Image
 
@@ -63,7 +71,7 @@ def main(argv=None):
     if not os.path.exists(args.vae):
         raise UserError(f"VAE weights {args.vae} not found: train with vae_train.py or pass --vae")
     vae.load_json(args.vae)
-    frames, names = pick_frames(args.record_dir, args.n, args.seed)
+    frames, names = pick_frames(args.record_dir, args.n, args.seed, args.off_field)
     mu, _ = vae.encode_mu_logvar(frames)
     recon = (vae.decode(mu) * 255).round().astype(np.uint8)
     err = np.abs(recon.astype(float) - frames).mean()
