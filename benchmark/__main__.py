@@ -18,7 +18,9 @@ import os
 import platform
 import time
 
-import numpy as np
+# Per-core figures: one BLAS thread, as rollout workers run (model.py, train.py set the same).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 import config
 from common import atomic_write_json, main_guard
@@ -74,29 +76,78 @@ def bench_inference(r, quick):
         lambda: agent.vae.encode_mu_logvar(batch), n // 10) / 16
 
 
+class _Recorder:
+    """Wraps an env and keeps the actions it was given (for an exact replay without the agent)."""
+
+    def __init__(self, env):
+        self.env, self.actions = env, []
+
+    def reset(self, **kw):
+        self.actions = []
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        return self.env.step(action)
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+
+def _replay_seconds(renderer, seed, actions):
+    """Time of the same episode's env steps alone: same track, same actions, same frames."""
+    from env import make_env
+
+    e = make_env(renderer=renderer)
+    e.reset(seed=seed)
+    t0 = time.perf_counter()
+    for a in actions:
+        e.step(a)
+    return time.perf_counter() - t0
+
+
 def bench_agent(r, quick, renderer):
-    """Agent steps/s (V + M + C + env) against the raw env on the same renderer, one core."""
+    """Agent steps/s (V + M + C + env) against the env alone replaying the agent's own
+    trajectory (rendering cost depends on what is on screen), one core, resets excluded."""
     import model
-    from benchmark import env_bench
 
     steps = 300 if quick else 1000
-    raw = env_bench.steps_per_sec(renderer, steps=steps)
     agent = model.make_model(load_model=False)
     agent.set_model_params(np.random.default_rng(0).normal(0, 0.1, agent.param_count))
-    agent.make_env(renderer=renderer)
+    agent.env = _Recorder(agent.make_env(renderer=renderer))
+    model.simulate(agent, train_mode=True, num_episode=1, seed=1, max_len=20)  # warm caches
+    agent.env.reset(seed=0)
     t0 = time.perf_counter()
     _, ts = model.simulate(agent, train_mode=True, num_episode=1, seed=0, max_len=steps)
-    single = (ts[0] + 1) / (time.perf_counter() - t0)
+    single = time.perf_counter() - t0
+    actions = agent.env.actions
+    single -= _reset_seconds(renderer, 0)
+    replay = _replay_seconds(renderer, 0, actions)
+
     n = 8
-    model.simulate_batch(agent, [0], max_len=5, renderer=renderer)  # envs built outside the timing
+    model.simulate_batch(agent, list(range(100, 100 + n)), max_len=5, renderer=renderer)  # builds envs
+    agent._batch_envs = [_Recorder(e) for e in agent._batch_envs]
+    seeds = list(range(n))
     t0 = time.perf_counter()
-    _, st = model.simulate_batch(agent, list(range(n)), max_len=steps // 2, renderer=renderer)
-    batched = st.sum() / (time.perf_counter() - t0)
-    r[f"agent_{renderer}_raw_env_steps_per_s"] = raw
-    r[f"agent_{renderer}_simulate_steps_per_s"] = single
-    r[f"agent_{renderer}_simulate_batch{n}_steps_per_s"] = batched
-    r[f"agent_{renderer}_overhead_simulate"] = 1 - single / raw
-    r[f"agent_{renderer}_overhead_simulate_batch"] = 1 - batched / raw
+    _, st = model.simulate_batch(agent, seeds, max_len=steps // 2, renderer=renderer)
+    batched = time.perf_counter() - t0 - sum(_reset_seconds(renderer, s) for s in seeds)
+    replay_b = sum(_replay_seconds(renderer, s, e.actions) for s, e in zip(seeds, agent._batch_envs))
+    r[f"agent_{renderer}_env_alone_steps_per_s"] = len(actions) / replay
+    r[f"agent_{renderer}_simulate_steps_per_s"] = len(actions) / single
+    r[f"agent_{renderer}_simulate_batch{n}_steps_per_s"] = st.sum() / batched
+    r[f"agent_{renderer}_overhead_simulate"] = 1 - replay / single
+    r[f"agent_{renderer}_overhead_simulate_batch{n}"] = 1 - replay_b / batched
+
+
+def _reset_seconds(renderer, seed):
+    """What one reset costs (track generation, turbo's texture), to take out of episode timings."""
+    from env import make_env
+
+    e = make_env(renderer=renderer)
+    e.reset(seed=seed + 7)
+    t0 = time.perf_counter()
+    e.reset(seed=seed)
+    return time.perf_counter() - t0
 
 
 def bench_generation(r, quick):
