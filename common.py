@@ -4,6 +4,7 @@ import os
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
 
@@ -92,6 +93,10 @@ class ScalarWriter:
     """TensorBoard scalars without TensorFlow (tensorboard's own event-file writer)."""
 
     def __init__(self, folder):
+        if "tensorflow" not in sys.modules:
+            # tensorboard would import all of TensorFlow (seconds, hundreds of MB) just to open a
+            # file; this marker module is its documented switch to the stub (tensorboard.compat)
+            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._w = EventFileWriter(folder)
