@@ -37,6 +37,17 @@ def xvfb():
     proc.wait(timeout=10)
 
 
+def xdotool(env, *args, check=True):
+    """Run xdotool on the Xvfb display of `env` (the xvfb fixture's dict)."""
+    return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, check=check)
+
+
+def focus_and_key(env, wid, key):
+    """Focus window `wid` and press `key` in it (there is no window manager to focus it)."""
+    xdotool(env, "windowfocus", "--sync", wid, check=False)
+    xdotool(env, "key", key)
+
+
 def wait_for_window(env, name, timeout=60):
     """Window id of the first window whose title contains `name`, waiting for it to appear.
 
@@ -44,11 +55,9 @@ def wait_for_window(env, name, timeout=60):
     """
     deadline = time.time() + timeout
     while time.time() < deadline:
-        ids = subprocess.run(["xdotool", "search", "--classname", ""], env=env,
-                             capture_output=True, text=True).stdout.split()
+        ids = xdotool(env, "search", "--classname", "", check=False).stdout.split()
         for wid in ids:
-            title = subprocess.run(["xdotool", "getwindowname", wid], env=env,
-                                   capture_output=True, text=True).stdout
+            title = xdotool(env, "getwindowname", wid, check=False).stdout
             if name in title:
                 return wid
         time.sleep(0.2)

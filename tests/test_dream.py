@@ -21,7 +21,7 @@ import dream_model
 import model
 import render_model
 from common import UserError, VideoWriter
-from conftest import PYTHON, ROOT, wait_for_window
+from conftest import PYTHON, ROOT, focus_and_key, wait_for_window
 from dream_env import CarRacingDream, load_initial_z
 from rnn.rnn import MDNRNN, rnn_init_state, rnn_next_state, sample_next_z
 from vae.vae import ConvVAE
@@ -355,8 +355,7 @@ def test_dream_window_opens_and_exits_cleanly(dream, xvfb, how):
             send_wm_delete(xvfb["DISPLAY"], wid)
         elif how == "Escape":
             time.sleep(1)
-            subprocess.run(["xdotool", "windowfocus", "--sync", wid], env=xvfb, check=False)
-            subprocess.run(["xdotool", "key", "Escape"], env=xvfb, check=True)
+            focus_and_key(xvfb, wid, "Escape")
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
