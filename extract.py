@@ -18,7 +18,9 @@ import sys
 import time
 import traceback
 
-import numpy as np
+# One BLAS thread per worker (extract.bash runs one per core); it must be set before numpy loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 import config
 from common import atomic_savez, main_guard
@@ -72,7 +74,6 @@ def main(argv=None):
         episodes, frames = count_record(args.out_dir)
         print(f"{args.out_dir}: {episodes} episodes, {frames} frames")
         return
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from env import make_env
     from model import make_model
 
