@@ -15,6 +15,8 @@ CROP_ROWS = 84                    # keep rows 0:84 of the 96x96 frame: drops the
 FRAME_SIZE = 64                   # frames are resized to 64x64x3 uint8
 RESIZE_FILTER = "bilinear"        # Pillow's (antialiased) bilinear, as scipy.misc.imresize used
 RENDERER = "exact"                # default CarRacing renderer: stock | exact | turbo
+ENCODER = "numpy"                 # V's encoder in rollouts: numpy (float32) | int8 (LiteRT, ~5x)
+INT8_CACHE = os.environ.get("WM_INT8_CACHE", os.path.join(ROOT, "vae", "int8_cache"))
 PLAY_BRAKE = 0.8                  # brake strength of the Down key in keyboard play
 
 # --- V: ConvVAE --------------------------------------------------------------------------

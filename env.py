@@ -34,10 +34,14 @@ def car_racing_class(renderer):
         from gymnasium.envs.box2d.car_racing import CarRacing
 
         return CarRacing
-    if renderer in ("exact", "turbo"):
-        import carracing_fast
+    if renderer == "exact":
+        from carracing_fast import ExactCarRacing
 
-        return carracing_fast.ExactCarRacing if renderer == "exact" else carracing_fast.TurboCarRacing
+        return ExactCarRacing
+    if renderer == "turbo":
+        from carracing_turbo import TurboCarRacing
+
+        return TurboCarRacing
     raise UserError(f"unknown renderer {renderer!r}: use stock, exact or turbo")
 
 

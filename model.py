@@ -25,6 +25,7 @@ from common import UserError, VideoWriter, has_display, main_guard, read_json
 from env import make_env
 from rnn.rnn import (MODE_ZH, MDNRNN, hps_sample, rnn_init_state, rnn_next_state, rnn_output,
                      rnn_output_size)
+from vae.int8 import make_encoder
 from vae.vae import ConvVAE
 
 EXP_MODE = MODE_ZH
@@ -41,8 +42,11 @@ def controller_action(features, weight, bias):
 class Model:
     """Controller over NumPy V and M, with the original's method names."""
 
-    def __init__(self, load_model=True, vae_path=config.VAE_PATH, rnn_path=config.RNN_PATH):
+    def __init__(self, load_model=True, vae_path=config.VAE_PATH, rnn_path=config.RNN_PATH,
+                 encoder=None):
         self.env_name = config.ENV_NAME
+        self.encoder_kind = encoder or config.ENCODER
+        self._encoder = None
         self.vae = ConvVAE(z_size=config.Z_SIZE, batch_size=1, is_training=False)
         self.rnn = MDNRNN(hps_sample)
         if load_model:
@@ -72,10 +76,17 @@ class Model:
     def reset(self):
         self.state = rnn_init_state(self.rnn)
 
+    @property
+    def encoder(self):
+        """What encodes frames: the ConvVAE, or its int8 twin, rebuilt when V's weights change."""
+        if self._encoder is None or self._encoder[0] is not self.vae.weights:
+            self._encoder = (self.vae.weights, make_encoder(self.vae, self.encoder_kind))
+        return self._encoder[1]
+
     def encode_obs(self, obs):
         """64x64x3 uint8 frame(s) -> z sampled from the VAE posterior, mu, logvar."""
         batched = obs.ndim == 4
-        mu, logvar = self.vae.encode_mu_logvar(obs if batched else obs[None])
+        mu, logvar = self.encoder.encode_mu_logvar(obs if batched else obs[None])
         z = mu + np.exp(logvar / 2.0) * self.rng.standard_normal(mu.shape, dtype=np.float32)
         return (z, mu, logvar) if batched else (z[0], mu[0], logvar[0])
 
@@ -185,7 +196,7 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None):
     steps = np.zeros(n, dtype=np.int64)
     live = np.arange(n)
     for _ in range(max_steps):
-        mu, logvar = model.vae.encode_mu_logvar(obs)
+        mu, logvar = model.encoder.encode_mu_logvar(obs)
         noise = np.stack([rngs[i].standard_normal(config.Z_SIZE, dtype=np.float32) for i in live])
         z = mu + np.exp(logvar / 2.0) * noise
         action = controller_action(rnn_output(state, z, EXP_MODE), model.weight, model.bias)
@@ -217,7 +228,7 @@ def write_random_models(folder):
 
 # --- command line ---------------------------------------------------------------------------
 
-def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True):
+def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True, encoder=None):
     """(model, seed) for the `SCRIPT [FILE] [seed]` command lines of model.py, dream_model.py
     and render_model.py: the controller in FILE, or random controller weights as the original
     (Cauchy x rand()*0.01, seeded); random_vm=True randomises V and M too instead of loading
@@ -228,8 +239,10 @@ def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True):
         raise UserError(f"controller file {file} not found: train one with train.py, or omit FILE "
                         "for random weights")
     seed = seed if seed is not None else int(np.random.randint(10000))
-    model = make_model(load_model=not (file is None and random_vm), vae_path=vae_path, rnn_path=rnn_path)
+    model = make_model(load_model=not (file is None and random_vm), vae_path=vae_path, rnn_path=rnn_path,
+                       encoder=encoder)
     say = print if verbose else (lambda *a: None)
+    model.source_file = file  # FILE as understood (None: random weights), for worker processes
     say(f"model size {model.param_count}, seed {seed}")
     if file is not None:
         model.load_model(file)
@@ -247,8 +260,9 @@ def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True):
 
 def _evaluate_chunk(args):
     """Worker: a chunk of evaluation episodes, batched, with the agent rebuilt as in main()."""
-    filename, seed, seeds, vae_path, rnn_path, renderer, max_frames = args
-    model, _ = agent_from_args(filename, seed, vae_path, rnn_path, random_vm=True, verbose=False)
+    filename, seed, seeds, vae_path, rnn_path, renderer, max_frames, encoder = args
+    model, _ = agent_from_args(filename, seed, vae_path, rnn_path, random_vm=True, verbose=False,
+                               encoder=encoder)
     rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer)
     return rewards.tolist(), steps.tolist()
 
@@ -258,11 +272,13 @@ def run_episodes(model, filename, seed, seeds, vae_path, rnn_path, renderer=None
     """(return, steps) of one episode per seed: on `model` here, or spread over `workers`
     processes that rebuild it from (filename, seed)."""
     chunks = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
-    tasks = [(filename, seed, c, vae_path, rnn_path, renderer, max_frames) for c in chunks]
+    tasks = [(filename, seed, c, vae_path, rnn_path, renderer, max_frames, model.encoder_kind)
+             for c in chunks]
     if len(tasks) == 1:
         rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer)
         results = [(rewards.tolist(), steps.tolist())]
     else:
+        model.encoder  # an int8 encoder is converted once here, not by every worker at once
         with ProcessPoolExecutor(len(tasks)) as pool:
             results = list(pool.map(_evaluate_chunk, tasks))
     by_seed = {}
@@ -284,11 +300,14 @@ def main(argv=None):
     p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
                    help=f"CarRacing renderer (default {config.RENDERER}; exact gives stock's pixels)")
     p.add_argument("--max-frames", type=int, default=config.MAX_FRAMES, help="episode length cap")
+    p.add_argument("--encoder", default=None, choices=["numpy", "int8"],
+                   help=f"V's encoder (default {config.ENCODER}; int8 is ~5x faster, see vae/int8.py)")
     p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights")
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights")
     args = p.parse_args(argv)
     # random weights replace V and M too, as the original did: nothing needs to be loaded
-    model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=True)
+    model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=True,
+                                  encoder=args.encoder)
 
     if args.mode == "render":
         window = args.video is None and has_display()
@@ -309,7 +328,7 @@ def main(argv=None):
     episodes = args.episodes or 100
     seeds = [seed + i for i in range(episodes)]
     t0 = time.time()
-    out = run_episodes(model, args.file, seed, seeds, args.vae, args.rnn, renderer=args.renderer,
+    out = run_episodes(model, model.source_file, seed, seeds, args.vae, args.rnn, renderer=args.renderer,
                        workers=max(1, args.workers), max_frames=args.max_frames)
     rewards = np.array([r for r, _ in out])
     for s, (r, t) in zip(seeds, out):

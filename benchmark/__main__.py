@@ -6,9 +6,9 @@
 
 Prints a table and writes benchmark/results.json (machine, date, every figure). Ratios are
 taken within the run, since these machines are noisy from one run to the next.
-Sections: env (stock / exact / turbo steps/s, turbo fidelity), inference (NumPy V, M, C per
-step), agent (agent steps/s in simulate and simulate_batch vs raw env), generation (one
-CMA-ES generation), vae (training frames/s streamed vs in memory, peak memory vs episodes),
+Sections: env (stock / exact / turbo steps/s, turbo fidelity), inference (V, M, C per step;
+V in NumPy and int8), agent (agent steps/s in simulate and simulate_batch vs raw env, with
+either encoder), generation (one CMA-ES generation, with either encoder), vae (training frames/s streamed vs in memory, peak memory vs episodes),
 rnn (training step), mpi (CPU time of idle MPI ranks).
 """
 import argparse
@@ -57,11 +57,17 @@ def _per_call_ms(fn, n):
     return (time.perf_counter() - t0) / n * 1000
 
 
+def _shipped_vm():
+    """Load the shipped V and M where present (random ones otherwise): an int8 encoder of random
+    weights would be converted and cached anew on every run."""
+    return os.path.exists(config.VAE_PATH) and os.path.exists(config.RNN_PATH)
+
+
 def bench_inference(r, quick):
     import model
     from rnn.rnn import rnn_init_state, rnn_next_state, rnn_output
 
-    agent = model.make_model(load_model=False)
+    agent = model.make_model(load_model=_shipped_vm())
     obs = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     z = np.zeros(32, np.float32)
     state = rnn_init_state(agent.rnn)
@@ -74,6 +80,10 @@ def bench_inference(r, quick):
     batch = np.repeat(obs[None], 16, axis=0)
     r["numpy_vae_encode_ms_per_frame_batch16"] = _per_call_ms(
         lambda: agent.vae.encode_mu_logvar(batch), n // 10) / 16
+    int8 = model.make_model(load_model=_shipped_vm(), encoder="int8").encoder
+    r["int8_vae_encode_ms"] = _per_call_ms(lambda: int8.encode_mu_logvar(obs[None]), n)
+    r["int8_vae_encode_ms_per_frame_batch16"] = _per_call_ms(
+        lambda: int8.encode_mu_logvar(batch), n // 10) / 16
 
 
 class _Recorder:
@@ -106,14 +116,15 @@ def _replay_seconds(renderer, seed, actions):
     return time.perf_counter() - t0
 
 
-def bench_agent(r, quick, renderer):
+def bench_agent(r, quick, renderer, encoder="numpy"):
     """Agent steps/s (V + M + C + env) against the env alone replaying the agent's own
     trajectory (rendering cost depends on what is on screen), one core, resets excluded."""
     import model
 
     steps = 300 if quick else 1000
-    agent = model.make_model(load_model=False)
+    agent = model.make_model(load_model=_shipped_vm(), encoder=encoder)
     agent.set_model_params(np.random.default_rng(0).normal(0, 0.1, agent.param_count))
+    agent.encoder  # an int8 model is converted (once, cached) before any timing
     agent.env = _Recorder(agent.make_env(renderer=renderer))
     model.simulate(agent, train_mode=True, num_episode=1, seed=1, max_len=20)  # warm caches
     agent.env.reset(seed=0)
@@ -132,11 +143,14 @@ def bench_agent(r, quick, renderer):
     _, st = model.simulate_batch(agent, seeds, max_len=steps // 2, renderer=renderer)
     batched = time.perf_counter() - t0 - sum(_reset_seconds(renderer, s) for s in seeds)
     replay_b = sum(_replay_seconds(renderer, s, e.actions) for s, e in zip(seeds, agent._batch_envs))
-    r[f"agent_{renderer}_env_alone_steps_per_s"] = len(actions) / replay
-    r[f"agent_{renderer}_simulate_steps_per_s"] = len(actions) / single
-    r[f"agent_{renderer}_simulate_batch{n}_steps_per_s"] = st.sum() / batched
-    r[f"agent_{renderer}_overhead_simulate"] = 1 - replay / single
-    r[f"agent_{renderer}_overhead_simulate_batch{n}"] = 1 - replay_b / batched
+    key = f"agent_{renderer}" + ("" if encoder == "numpy" else f"_{encoder}")
+    r[f"{key}_env_alone_steps_per_s"] = len(actions) / replay
+    r[f"{key}_simulate_steps_per_s"] = len(actions) / single
+    r[f"{key}_simulate_batch{n}_steps_per_s"] = st.sum() / batched
+    r[f"{key}_overhead_simulate"] = 1 - replay / single
+    r[f"{key}_overhead_simulate_batch{n}"] = 1 - replay_b / batched
+    # what the agent itself costs per step, batched: its time beyond the env's
+    r[f"{key}_agent_ms_per_step_batch{n}"] = (batched - replay_b) / st.sum() * 1000
 
 
 def _reset_seconds(renderer, seed):
@@ -158,6 +172,8 @@ def bench_generation(r, quick):
     r["generation_config"] = f"population {pop} x {eps} episodes x {max_len} steps, {workers} workers, turbo"
     r["generation_seconds"] = train_bench.generation_seconds(pop, eps, max_len, workers)
     r["generation_agent_steps_per_s"] = pop * eps * max_len / r["generation_seconds"]
+    r["generation_seconds_int8"] = train_bench.generation_seconds(pop, eps, max_len, workers, encoder="int8")
+    r["generation_int8_vs_numpy"] = r["generation_seconds"] / r["generation_seconds_int8"]
 
 
 def bench_vae(r, quick):
@@ -200,7 +216,8 @@ def main(argv=None):
         print(f"[{s}] ...", flush=True)
         if s == "agent":
             for renderer in ("exact", "turbo"):
-                bench_agent(r, args.quick, renderer)
+                for encoder in ("numpy", "int8"):
+                    bench_agent(r, args.quick, renderer, encoder)
         else:
             globals()[f"bench_{s}"](r, args.quick)
         print(f"[{s}] {time.time() - t0:.0f}s", flush=True)

@@ -2,7 +2,8 @@
 
 Functions only (no CLI):
     from benchmark.train_bench import generation_seconds, idle_mpi_cpu_seconds
-    generation_seconds(16, 4, 1000, workers=2)   # seconds of one generation, random V/M/C
+    generation_seconds(16, 4, 1000, workers=2)   # seconds of one generation, random C
+                                                 # (encoder="int8": V's int8 encoder)
     idle_mpi_cpu_seconds(wait_s=3)               # CPU seconds all 3 ranks burn while idle
                                                  # (SPEC §5b: ~0.25 s with mpi4py.futures,
                                                  #  3.1 s for a blocking-Recv loop)
@@ -20,9 +21,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo", seed=0):
+def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo", seed=0, encoder="numpy"):
     """Wall-clock seconds of one CMA-ES generation (ask, popsize x num_episode episodes of at
-    most max_len steps on `workers` processes, tell) with random-weight V, M and C.
+    most max_len steps on `workers` processes, tell) with random C (and V, M if none are shipped).
 
     The workers load V and M before the timing starts (train.py does that once per run).
     """
@@ -32,7 +33,14 @@ def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo",
     import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        models = (*model.write_random_models(tmp), renderer)
+        # the shipped V and M where present: an int8 encoder of random weights would be
+        # converted (and cached) anew on every run
+        shipped = os.path.exists(config.VAE_PATH) and os.path.exists(config.RNN_PATH)
+        vm = (config.VAE_PATH, config.RNN_PATH) if shipped else model.write_random_models(tmp)
+        models = (*vm, renderer, encoder)
+        if encoder == "int8":
+            from vae.int8 import prepare
+            prepare(models[0])
         with train.open_executor(False, workers) as executor:
             zeros = np.zeros(config.CONTROLLER_PARAMS)
             train.run_tasks(executor, [(zeros, [0], 1, *models)] * workers)  # warm up every worker

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -13,6 +14,8 @@ PYTHON = sys.executable
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# int8 encoders of the tests' random weights go to a throwaway cache, not vae/int8_cache/
+os.environ["WM_INT8_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="wm_int8_"), "cache")
 
 
 @pytest.fixture

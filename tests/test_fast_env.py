@@ -1,4 +1,4 @@
-"""The fast CarRacing renderers against stock Gymnasium (carracing_fast.py, SPEC §5).
+"""The fast CarRacing renderers against stock Gymnasium (carracing_fast.py, carracing_turbo.py, SPEC §5).
 
 Three seeded 1000-step episodes are driven in lockstep by stock, ExactCarRacing and
 TurboCarRacing: exact must give the very same 96x96 states, turbo states close to them
@@ -19,6 +19,7 @@ import pygame  # noqa: E402  (after SDL is told to stay headless)
 from gymnasium.envs.box2d.car_racing import PLAYFIELD, CarRacing  # noqa: E402
 
 import carracing_fast  # noqa: E402
+import carracing_turbo  # noqa: E402
 
 STEPS = 1000
 TURBO_MEAN, TURBO_P99 = 0.25, 4
@@ -77,7 +78,7 @@ def lockstep():
     while on the playfield, and whether rewards / terminations / infos always agreed."""
     results = {}
     for kind, seed in EPISODES:
-        envs = [CarRacing(), carracing_fast.ExactCarRacing(), carracing_fast.TurboCarRacing()]
+        envs = [CarRacing(), carracing_fast.ExactCarRacing(), carracing_turbo.TurboCarRacing()]
         obs = [e.reset(seed=seed)[0] for e in envs]
         exact_bad, diffs, same_physics, on_grass, left = [], [], True, 0, None
         acts, rng = episode_actions(kind, seed), np.random.default_rng(seed)
@@ -142,7 +143,7 @@ def test_make_env_observations_match():
     assert d.mean() <= TURBO_MEAN and np.percentile(d, 99) <= TURBO_P99
 
 
-@pytest.mark.parametrize("cls", [carracing_fast.ExactCarRacing, carracing_fast.TurboCarRacing])
+@pytest.mark.parametrize("cls", [carracing_fast.ExactCarRacing, carracing_turbo.TurboCarRacing])
 def test_reset_seed_reproduces_the_episode(cls):
     e = cls()
     acts = episode_actions("sharp", 3, 120)
@@ -155,7 +156,7 @@ def test_reset_seed_reproduces_the_episode(cls):
     assert runs[0].shape == (121, 96, 96, 3) and runs[0].dtype == np.uint8
 
 
-@pytest.mark.parametrize("cls", [carracing_fast.ExactCarRacing, carracing_fast.TurboCarRacing])
+@pytest.mark.parametrize("cls", [carracing_fast.ExactCarRacing, carracing_turbo.TurboCarRacing])
 def test_rgb_array_frames_are_stocks(cls):
     """render() in rgb_array mode (600x400 video frames) is drawn exactly, for both."""
     stock, fast = CarRacing(render_mode="rgb_array"), cls(render_mode="rgb_array")
@@ -171,7 +172,7 @@ def test_rgb_array_frames_are_stocks(cls):
 
 def test_exact_matches_stock_far_off_the_playfield():
     """Stock draws garbage there (16-bit coordinates wrap); exact draws the same garbage."""
-    envs = [CarRacing(), carracing_fast.ExactCarRacing(), carracing_fast.TurboCarRacing()]
+    envs = [CarRacing(), carracing_fast.ExactCarRacing(), carracing_turbo.TurboCarRacing()]
     for e in envs:
         e.reset(seed=5)
     for t in range(70):
@@ -188,7 +189,7 @@ def test_domain_randomize_and_human_mode_are_exact(monkeypatch):
     """domain_randomize colours, and the window of render_mode="human" (SDL's dummy video
     driver here): both renderers give stock's pixels."""
     envs = [cls(domain_randomize=True) for cls in
-            (CarRacing, carracing_fast.ExactCarRacing, carracing_fast.TurboCarRacing)]
+            (CarRacing, carracing_fast.ExactCarRacing, carracing_turbo.TurboCarRacing)]
     for e in envs:
         e.reset(seed=3)
     for a in episode_actions("sharp", 3, 60):
@@ -197,7 +198,7 @@ def test_domain_randomize_and_human_mode_are_exact(monkeypatch):
         np.testing.assert_array_equal(obs[0], obs[2])
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     screens = []
-    for cls in (CarRacing, carracing_fast.ExactCarRacing, carracing_fast.TurboCarRacing):
+    for cls in (CarRacing, carracing_fast.ExactCarRacing, carracing_turbo.TurboCarRacing):
         e = cls(render_mode="human")
         e.reset(seed=2)
         for a in episode_actions("sharp", 2, 30):

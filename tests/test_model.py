@@ -80,7 +80,9 @@ def test_random_init_is_the_originals_cauchy_policy(agent):
     assert 0.5e-6 < np.median(np.abs(agent.rnn.kernel)) < 2e-6
 
 
-def test_batched_rollouts_equal_one_at_a_time(agent):
+@pytest.mark.parametrize("encoder", ["numpy", "int8"])
+def test_batched_rollouts_equal_one_at_a_time(random_models, encoder):
+    agent = model.make_model(vae_path=random_models[0], rnn_path=random_models[1], encoder=encoder)
     agent.set_model_params(np.random.default_rng(2).normal(0, 0.5, 867))
     agent.make_env(renderer="stock")
     seeds = [11, 12, 13]
