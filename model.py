@@ -24,7 +24,7 @@ import config
 from common import UserError, VideoWriter, has_display, main_guard, read_json
 from env import make_env
 from rnn.rnn import (MODE_ZH, MDNRNN, hps_sample, rnn_init_state, rnn_next_state, rnn_output,
-                     rnn_output_size)
+                     rnn_output_size, rowwise_matmul)
 from vae.int8 import make_encoder
 from vae.vae import ConvVAE
 
@@ -33,7 +33,7 @@ EXP_MODE = MODE_ZH
 
 def controller_action(features, weight, bias):
     """tanh(features W + b) mapped to CarRacing's ranges: steer [-1,1], gas [0,1], brake [0,1]."""
-    action = np.tanh(features @ weight + bias)
+    action = np.tanh(rowwise_matmul(features, weight) + bias)
     action[..., 1] = (action[..., 1] + 1.0) / 2.0
     action[..., 2] = np.clip(action[..., 2], 0.0, 1.0)
     return action

@@ -10,6 +10,8 @@ import model
 from common import UserError
 from conftest import PYTHON, ROOT
 
+SHIPPED = f"{ROOT}/log/carracing.cma.16.64.best.json"
+
 
 @pytest.fixture
 def agent(random_models):
@@ -81,15 +83,17 @@ def test_random_init_is_the_originals_cauchy_policy(agent):
 
 
 @pytest.mark.parametrize("encoder", ["numpy", "int8"])
-def test_batched_rollouts_equal_one_at_a_time(random_models, encoder):
-    agent = model.make_model(vae_path=random_models[0], rnn_path=random_models[1], encoder=encoder)
-    agent.set_model_params(np.random.default_rng(2).normal(0, 0.5, 867))
-    agent.make_env(renderer="stock")
-    seeds = [11, 12, 13]
-    single = [model.simulate(agent, train_mode=True, num_episode=1, seed=s, max_len=60)[0][0] for s in seeds]
-    batched, steps = model.simulate_batch(agent, seeds, max_len=60, renderer="stock")
-    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
-    assert list(steps) == [60, 60, 60]
+def test_batched_rollouts_equal_one_at_a_time(encoder):
+    """Bit for bit: the shipped agent drives long enough for one differing bit anywhere in V, M
+    or C (BLAS rounds a batch differently from a row) to change a return."""
+    agent = model.make_model(encoder=encoder)
+    agent.load_model(SHIPPED)
+    agent.make_env(renderer="exact")
+    seeds = [0, 3, 5, 6]
+    single = [model.simulate(agent, train_mode=True, num_episode=1, seed=s, max_len=300)[0][0] for s in seeds]
+    batched, steps = model.simulate_batch(agent, seeds, max_len=300, renderer="exact")
+    np.testing.assert_array_equal(batched, single)
+    assert list(steps) == [300] * len(seeds)
 
 
 def test_model_py_norender_prints_returns_and_summary(random_models, tmp_path):

@@ -58,7 +58,9 @@ def _conv_valid(x, kmat, bias, k, stride=2):
     # view (n, ho, wo, k, k, c): the patch order (ky, kx, c) matches the kernel's rows
     patches = np.lib.stride_tricks.as_strided(
         x, (n, ho, wo, k, k, c), (sn, sh * stride, sw * stride, sh, sw, sc), writeable=False)
-    out = patches.reshape(n * ho * wo, k * k * c) @ kmat
+    # one product per frame: a frame's z must not depend on the batch it is in (see
+    # rnn.rowwise_matmul); it costs nothing here, each frame is a full-sized product already
+    out = patches.reshape(n, ho * wo, k * k * c) @ kmat
     out += bias
     return out.reshape(n, ho, wo, -1)
 
@@ -190,8 +192,8 @@ class ConvVAE:
         for kmat, bias in self._enc:
             h = _conv_valid(h, kmat, bias, 4)
             np.maximum(h, 0, out=h)
-        h = h.reshape(h.shape[0], -1)
-        out = h @ self._heads[0]
+        h = h.reshape(h.shape[0], 1, -1)
+        out = (h @ self._heads[0])[:, 0]
         out += self._heads[1]
         return out[:, :self.z_size].copy(), out[:, self.z_size:].copy()
 
