@@ -8,8 +8,9 @@ Prints a table and writes benchmark/results.json (machine, date, every figure). 
 taken within the run, since these machines are noisy from one run to the next.
 Sections: env (stock / exact / turbo steps/s, turbo fidelity), inference (V, M, C per step;
 V in NumPy and int8), agent (agent steps/s in simulate and simulate_batch vs raw env, with
-either encoder), generation (one CMA-ES generation, with either encoder), vae (training frames/s streamed vs in memory, peak memory vs episodes),
-rnn (training step), mpi (CPU time of idle MPI ranks).
+either encoder), generation (one CMA-ES generation, with either encoder), vae (training
+frames/s streamed vs in memory, peak memory vs episodes), rnn (training step), mpi (CPU time
+of idle MPI ranks).
 """
 import argparse
 import datetime
@@ -23,6 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import config
+from benchmark.train_bench import shipped_vm
 from common import atomic_write_json, main_guard
 
 SECTIONS = ["env", "inference", "agent", "generation", "vae", "rnn", "mpi"]
@@ -57,17 +59,11 @@ def _per_call_ms(fn, n):
     return (time.perf_counter() - t0) / n * 1000
 
 
-def _shipped_vm():
-    """Load the shipped V and M where present (random ones otherwise): an int8 encoder of random
-    weights would be converted and cached anew on every run."""
-    return os.path.exists(config.VAE_PATH) and os.path.exists(config.RNN_PATH)
-
-
 def bench_inference(r, quick):
     import model
     from rnn.rnn import rnn_init_state, rnn_next_state, rnn_output
 
-    agent = model.make_model(load_model=_shipped_vm())
+    agent = model.make_model(load_model=shipped_vm())
     obs = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     z = np.zeros(32, np.float32)
     state = rnn_init_state(agent.rnn)
@@ -80,7 +76,7 @@ def bench_inference(r, quick):
     batch = np.repeat(obs[None], 16, axis=0)
     r["numpy_vae_encode_ms_per_frame_batch16"] = _per_call_ms(
         lambda: agent.vae.encode_mu_logvar(batch), n // 10) / 16
-    int8 = model.make_model(load_model=_shipped_vm(), encoder="int8").encoder
+    int8 = model.make_model(load_model=shipped_vm(), encoder="int8").encoder
     r["int8_vae_encode_ms"] = _per_call_ms(lambda: int8.encode_mu_logvar(obs[None]), n)
     r["int8_vae_encode_ms_per_frame_batch16"] = _per_call_ms(
         lambda: int8.encode_mu_logvar(batch), n // 10) / 16
@@ -122,7 +118,7 @@ def bench_agent(r, quick, renderer, encoder="numpy"):
     import model
 
     steps = 300 if quick else 1000
-    agent = model.make_model(load_model=_shipped_vm(), encoder=encoder)
+    agent = model.make_model(load_model=shipped_vm(), encoder=encoder)
     agent.set_model_params(np.random.default_rng(0).normal(0, 0.1, agent.param_count))
     agent.encoder  # an int8 model is converted (once, cached) before any timing
     agent.env = _Recorder(agent.make_env(renderer=renderer))

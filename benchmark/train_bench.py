@@ -21,6 +21,15 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def shipped_vm():
+    """True where the shipped V and M exist: benchmarks use them rather than random weights,
+    whose int8 encoder would be converted (and cached) anew on every run."""
+    sys.path.insert(0, ROOT)
+    import config
+
+    return os.path.exists(config.VAE_PATH) and os.path.exists(config.RNN_PATH)
+
+
 def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo", seed=0, encoder="numpy"):
     """Wall-clock seconds of one CMA-ES generation (ask, popsize x num_episode episodes of at
     most max_len steps on `workers` processes, tell) with random C (and V, M if none are shipped).
@@ -33,10 +42,7 @@ def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo",
     import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        # the shipped V and M where present: an int8 encoder of random weights would be
-        # converted (and cached) anew on every run
-        shipped = os.path.exists(config.VAE_PATH) and os.path.exists(config.RNN_PATH)
-        vm = (config.VAE_PATH, config.RNN_PATH) if shipped else model.write_random_models(tmp)
+        vm = (config.VAE_PATH, config.RNN_PATH) if shipped_vm() else model.write_random_models(tmp)
         models = (*vm, renderer, encoder)
         if encoder == "int8":
             from vae.int8 import prepare
