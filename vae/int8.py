@@ -21,7 +21,7 @@ import numpy as np
 
 import config
 from common import UserError, atomic_write_bytes
-from vae.vae import NUM_ENCODER_VARS
+from vae.vae import NUM_ENCODER_VARS, as_float_frames
 
 
 def _key(weights):
@@ -94,13 +94,7 @@ class Int8Encoder:
         self._batch = None
 
     def encode_mu_logvar(self, x):
-        x = np.asarray(x)
-        if x.ndim == 3:
-            x = x[None]
-        if x.shape[1:] != (64, 64, 3):
-            raise ValueError(f"frames must be (N,64,64,3) or (64,64,3), got {x.shape}")
-        x = x.astype(np.float32) * np.float32(1.0 / 255.0) if x.dtype == np.uint8 \
-            else np.ascontiguousarray(x, np.float32)
+        x = as_float_frames(x)
         if x.shape[0] != self._batch:  # episodes end: the batch shrinks now and then
             self._interp.resize_tensor_input(self._in, x.shape)
             self._interp.allocate_tensors()

@@ -176,19 +176,9 @@ class ConvVAE:
         atomic_write_bytes(jsonfile, json.dumps(params, separators=(",", ":")).encode())
 
     # --- inference -----------------------------------------------------------------------
-    def _as_batch(self, x):
-        x = np.asarray(x)
-        if x.ndim == 3:
-            x = x[None]
-        if x.shape[1:] != IMAGE_SHAPE:
-            raise ValueError(f"frames must be (N,64,64,3) or (64,64,3), got {x.shape}")
-        if x.dtype == np.uint8:
-            return x.astype(np.float32) * np.float32(1.0 / 255.0)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
     def encode_mu_logvar(self, x):
         """Frames (N,64,64,3) or one (64,64,3), uint8 or float in [0,1] -> mu, logvar (N, z)."""
-        h = self._as_batch(x)
+        h = as_float_frames(x)
         for kmat, bias in self._enc:
             h = _conv_valid(h, kmat, bias, 4)
             np.maximum(h, 0, out=h)
@@ -213,6 +203,18 @@ class ConvVAE:
                 np.maximum(h, 0, out=h)
         # sigmoid that never overflows exp
         return (0.5 * (1.0 + np.tanh(0.5 * h))).astype(np.float32)
+
+
+def as_float_frames(x):
+    """Frames (N,64,64,3) or one (64,64,3), uint8 or float in [0,1] -> float32 (N,64,64,3)."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[None]
+    if x.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"frames must be (N,64,64,3) or (64,64,3), got {x.shape}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) * np.float32(1.0 / 255.0)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def quantise(w):
