@@ -89,6 +89,39 @@ def headless():
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
+KERAS_BACKENDS = ("tensorflow", "torch")  # what vae/keras_vae.py and rnn/keras_rnn.py are tested on
+
+
+def keras_backend():
+    """Import Keras and return its backend's name (KERAS_BACKEND, default tensorflow); a clear
+    error for a backend the trainers do not support."""
+    import keras
+
+    name = keras.backend.backend()
+    if name not in KERAS_BACKENDS:
+        raise UserError(f"Keras backend {name!r} (KERAS_BACKEND or ~/.keras/keras.json) is not supported "
+                        f"for training: use one of {', '.join(KERAS_BACKENDS)}")
+    return name
+
+
+def training_device():
+    """Where Keras trains, for logs: 'torch on GPU (NVIDIA H200)', 'tensorflow on CPU (2 cores, oneDNN on)'."""
+    name = keras_backend()
+    if name == "torch":
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    else:
+        import tensorflow as tf
+
+        gpus = [g.name for g in tf.config.list_physical_devices("GPU")]
+    if gpus:
+        return f"{name} on GPU ({', '.join(gpus)})"
+    onednn = f", oneDNN {'on' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '1' else 'off'}" \
+        if name == "tensorflow" else ""
+    return f"{name} on CPU ({os.cpu_count()} cores{onednn})"
+
+
 class ScalarWriter:
     """TensorBoard scalars without TensorFlow (tensorboard's own event-file writer)."""
 

@@ -2,11 +2,12 @@
 
 Reads  series/series.npz: mu, logvar float16 (N,T,32), action float16 (N,T,3), length int32 (N,).
 Writes tf_rnn/rnn.json (every --save-every steps and at the end, atomically),
-       tf_rnn/rnn_checkpoint.npz (weights, Adam state, step, RNG state: for --resume),
+       tf_rnn/rnn_checkpoint.npz (weights, Adam state, step, seed: for --resume),
        tf_rnn/rnn_log.json (loss and learning rate per step), tf_rnn/tb/ (TensorBoard scalars),
        tf_initial_z/initial_z.json ([mu, logvar] of the first frame of the first 1000 episodes, x10000 ints).
 
-Each step takes --batch-size random episodes at least --seq-len + 1 frames long, samples
+Each step takes --batch-size random episodes (drawn from the seed and the step number; the
+next batch is made in a thread while this one trains) at least --seq-len + 1 frames long, samples
 z = mu + exp(logvar/2) * eps afresh, feeds [z, action] at t = 0..seq_len-1 and scores the mixture
 against z at t = 1..seq_len (teacher forcing). A NaN or inf loss stops training with the last
 good rnn.json left on disk. Then `python install_models.py` copies the results where the
@@ -26,7 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from common import ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, read_json  # noqa: E402
+from vae_train import prefetch  # noqa: E402
+from common import (ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, read_json,  # noqa: E402
+                    training_device)
 
 CHECKPOINT = "rnn_checkpoint.npz"
 LOG = "rnn_log.json"
@@ -44,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--decay-rate", type=float, default=config.RNN_DECAY_RATE, help="lr decay per step (1.0: constant)")
     p.add_argument("--min-lr", type=float, default=config.RNN_MIN_LEARNING_RATE, help="floor of the decayed lr")
     p.add_argument("--grad-clip", type=float, default=config.RNN_GRAD_CLIP, help="clip gradients by value to [-c, c]")
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="stop (saving everything) after this many minutes of training in this run (0: no limit)")
     p.add_argument("--seed", type=int, default=0, help="seeds weight init, episode choice and z sampling")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/" + CHECKPOINT)
     p.add_argument("--save-every", type=int, default=100, help="save rnn.json and the checkpoint every this many steps")
@@ -110,7 +115,16 @@ def make_batch(series, idx, seq_len, rng):
     return np.concatenate([z[:, :-1], action], axis=-1), z[:, 1:]
 
 
-def save_all(out_dir, model, trainer, step, rng, log, args):
+def batches(series, usable, args, start):
+    """The (x, y) of every step from `start` on. Step s draws from default_rng([seed, s]), so a
+    resumed run repeats an uninterrupted one, and batches can be made ahead in a thread."""
+    for step in range(start, args.num_steps):
+        rng = np.random.default_rng([args.seed, step])
+        idx = rng.choice(usable, size=args.batch_size, replace=len(usable) < args.batch_size)
+        yield make_batch(series, idx, args.seq_len, rng)
+
+
+def save_all(out_dir, model, trainer, step, log, args):
     """rnn.json (TF1 layout), then the checkpoint, then the log; each written atomically."""
     from rnn.keras_rnn import keras_to_weights
     from rnn.rnn import MDNRNN
@@ -120,7 +134,7 @@ def save_all(out_dir, model, trainer, step, rng, log, args):
     m.save_json(os.path.join(out_dir, "rnn.json"))
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"opt{i}": v for i, v in enumerate(trainer.optimizer_state())})
-    meta = {"step": step, "rng": rng.bit_generator.state, "seq_len": args.seq_len,
+    meta = {"step": step, "seed": args.seed, "seq_len": args.seq_len,
             "batch_size": args.batch_size, "series": os.path.abspath(args.series)}
     atomic_savez(os.path.join(out_dir, CHECKPOINT), compressed=False, meta=np.array(json.dumps(meta)), **arrays)
     atomic_write_json(os.path.join(out_dir, LOG), log)
@@ -147,17 +161,14 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
 
     import keras
-    import tensorflow as tf
     from tqdm import tqdm
 
     from rnn.keras_rnn import Trainer, build_rnn
 
-    gpus = tf.config.list_physical_devices("GPU")
-    print(f"training on {'GPU ' + gpus[0].name if gpus else 'CPU'}")
+    print(f"training M with {training_device()}")
     keras.utils.set_random_seed(args.seed)
     model = build_rnn()
     trainer = Trainer(model, lr=args.lr, decay=args.decay_rate, min_lr=args.min_lr, clip=args.grad_clip)
-    rng = np.random.default_rng(args.seed)
     log, start = [], 0
     ckpt_path = os.path.join(args.out_dir, CHECKPOINT)
     if args.resume:
@@ -167,7 +178,8 @@ def main(argv=None):
             trainer.set_optimizer_state(opt)
         except ValueError as e:
             raise UserError(f"{ckpt_path} does not fit this model ({e}); start again without --resume")
-        rng.bit_generator.state = meta["rng"]
+        if meta.get("seed", args.seed) != args.seed:
+            print(f"note: the checkpoint was trained with --seed {meta['seed']}; continuing with {args.seed}")
         start = int(meta["step"])
         log_path = os.path.join(args.out_dir, LOG)
         if os.path.exists(log_path):
@@ -186,9 +198,7 @@ def main(argv=None):
     last_saved = start if args.resume else None
     t0 = time.time()
     bar = tqdm(range(start, args.num_steps), initial=start, total=args.num_steps, desc="rnn", unit="step")
-    for step in bar:
-        idx = rng.choice(usable, size=args.batch_size, replace=len(usable) < args.batch_size)
-        x, y = make_batch(series, idx, args.seq_len, rng)
+    for step, (x, y) in zip(bar, prefetch(batches(series, usable, args, start))):
         if step + 1 == args.debug_nan_at_step:
             x[:] = np.nan
         lr = trainer.lr_at(step)
@@ -204,12 +214,16 @@ def main(argv=None):
         writer.scalars(step + 1, {"loss": loss, "lr": lr})
         log.append({"step": step + 1, "loss": round(loss, 6), "lr": lr, "seconds": round(time.time() - t0, 3)})
         bar.set_postfix(loss=f"{loss:.4f}")
-        if (step + 1) % args.save_every == 0 or step + 1 == args.num_steps:
-            save_all(args.out_dir, model, trainer, step + 1, rng, log, args)
+        late = args.max_minutes > 0 and time.time() - t0 > args.max_minutes * 60
+        if (step + 1) % args.save_every == 0 or step + 1 == args.num_steps or late:
+            save_all(args.out_dir, model, trainer, step + 1, log, args)
             last_saved = step + 1
+        if late:
+            print(f"--max-minutes {args.max_minutes:g} reached at step {step + 1}; continue with --resume")
+            break
     bar.close()
     writer.close()
-    print(f"saved {os.path.join(args.out_dir, 'rnn.json')} at step {args.num_steps}"
+    print(f"saved {os.path.join(args.out_dir, 'rnn.json')} at step {last_saved}"
           + (f", last loss {log[-1]['loss']:.4f}" if log else ""))
     return 0
 

@@ -19,7 +19,7 @@ import numpy as np
 import config
 from common import UserError, atomic_savez, main_guard
 from vae.vae import ConvVAE
-from vae_train import BadRecord, list_records, load_episode, prefetch, scan_records
+from vae_train import BadRecord, list_records, load_many, prefetch, scan_records
 
 
 def parse_args(argv):
@@ -30,12 +30,30 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(config.SERIES_DIR, "series.npz"))
     p.add_argument("--num-episodes", type=int, default=None, help="encode only the first N files (sorted)")
     p.add_argument("--batch-size", type=int, default=200, help="frames per encoder call")
+    p.add_argument("--keras", action="store_true",
+                   help="encode with the Keras twin of V (a GPU when Keras's backend has one; "
+                        "KERAS_BACKEND=torch works too) instead of NumPy on the CPU")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if args.num_episodes is not None and args.num_episodes < 1:
         raise UserError("--num-episodes must be at least 1")
     return args
+
+
+def keras_encoder(vae):
+    """frames uint8 (N,64,64,3) -> (mu, logvar) through the Keras encoder holding vae's weights."""
+    from vae.keras_vae import build_vae, weights_to_keras
+    from vae.vae import as_float_frames
+
+    model = build_vae(config.Z_SIZE)
+    weights_to_keras(model, vae.weights)
+
+    def encode(frames):
+        mu, logvar = model.encoder.predict_on_batch(as_float_frames(frames))
+        return mu, logvar
+
+    return encode
 
 
 def main(argv=None):
@@ -49,6 +67,7 @@ def main(argv=None):
         raise UserError(f"VAE weights {args.vae} do not exist: train V with vae_train.py or pass --vae")
     vae = ConvVAE(z_size=config.Z_SIZE)
     vae.load_json(args.vae)
+    encode = keras_encoder(vae) if args.keras else vae.encode_mu_logvar
 
     paths, lengths = scan_records(list_records(args.record_dir, args.num_episodes), report, with_action=True)
     if not paths:
@@ -60,12 +79,9 @@ def main(argv=None):
     length = np.zeros(n, np.int32)
     files = []
 
-    def episodes():
-        for path in paths:
-            try:
-                yield path, load_episode(path, with_action=True)
-            except BadRecord as e:
-                yield path, e
+    def episodes(chunk=16):
+        for i in range(0, len(paths), chunk):
+            yield from zip(paths[i:i + chunk], load_many(paths[i:i + chunk], with_action=True))
 
     k = 0  # rows are filled in order; a damaged file leaves no gap
     for path, episode in tqdm(prefetch(episodes()), total=n, unit="episode", dynamic_ncols=True):
@@ -75,7 +91,7 @@ def main(argv=None):
         obs, act = episode
         t = len(obs)
         for s in range(0, t, args.batch_size):
-            m, lv = vae.encode_mu_logvar(obs[s:s + args.batch_size])
+            m, lv = encode(obs[s:s + args.batch_size])
             mu[k, s:s + len(m)] = m
             logvar[k, s:s + len(m)] = lv
         action[k, :t] = act

@@ -9,7 +9,8 @@ Writes (in the folder of --out, default tf_vae/):
                  at each epoch end and at the end;
   vae_ckpt.npz   weights + Adam state + epoch/step counters, for --resume;
   vae_log.json   loss, r_loss, kl_loss every --log-every steps; tb/ the same for TensorBoard.
-Corrupt or truncated npz files are reported and skipped. Uses a GPU if TensorFlow sees one.
+Corrupt or truncated npz files are reported and skipped. Uses a GPU if Keras's backend sees one:
+TensorFlow by default, or PyTorch with KERAS_BACKEND=torch.
 """
 import argparse
 import json
@@ -19,11 +20,12 @@ import sys
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import config
-from common import ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard
+from common import ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, training_device
 
 FRAME_SHAPE = (config.FRAME_SIZE, config.FRAME_SIZE, 3)
 
@@ -104,6 +106,23 @@ def load_episode(path, with_action=False):
             raise BadRecord(f"'action' is {action.shape}, expected ({len(obs)}, {config.ACTION_SIZE})")
         return obs, action
     return obs
+
+
+def load_many(paths, with_action=False, threads=None):
+    """load_episode of each path, in order, read by parallel threads (zlib releases the GIL:
+    one thread inflates ~40k frames/s, short of a GPU's appetite); a damaged file gives its
+    BadRecord in place of the episode."""
+    def one(path):
+        try:
+            return load_episode(path, with_action)
+        except BadRecord as e:
+            return e
+
+    threads = min(threads or os.cpu_count() or 1, 8, len(paths))
+    if threads <= 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, paths))
 
 
 def prefetch(iterable, ahead=2):
@@ -189,14 +208,13 @@ class FrameStream:
                 continue
             buf = np.empty((n,) + FRAME_SHAPE, np.uint8)
             filled = 0
-            for i in b:
-                try:
-                    obs = load_episode(self.paths[i])[: self.lengths[i]]
-                except BadRecord as e:
+            for i, obs in zip(b, load_many([self.paths[i] for i in b])):
+                if isinstance(obs, BadRecord):
                     if i not in self.bad:
                         self.bad.add(i)
-                        self.report(f"skipping {self.paths[i]}: {e}")
+                        self.report(f"skipping {self.paths[i]}: {obs}")
                     continue
+                obs = obs[: self.lengths[i]]
                 buf[filled:filled + len(obs)] = obs
                 filled += len(obs)
             perm = rng.permutation(n)
@@ -217,6 +235,8 @@ def parse_args(argv):
     p.add_argument("--kl-tolerance", type=float, default=config.VAE_KL_TOLERANCE)
     p.add_argument("--max-steps", type=int, default=0,
                    help="stop when the step counter reaches this (0: no limit; counts resumed steps)")
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="stop (saving everything) after this many minutes of training in this run (0: no limit)")
     p.add_argument("--out", default=config.TF_VAE_PATH, help="vae.json to write; logs go beside it")
     p.add_argument("--resume", action="store_true", help="continue from vae_ckpt.npz beside --out")
     p.add_argument("--save-every", type=int, default=1000, help="save vae.json + checkpoint every N steps")
@@ -271,14 +291,6 @@ def save_json(path, model):
     v.save_json(path)
 
 
-def describe_device(tf):
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return f"GPU ({', '.join(g.name for g in gpus)})"
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
-    return f"CPU ({os.cpu_count()} cores, oneDNN {'on' if onednn else 'off'})"
-
-
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
@@ -297,7 +309,6 @@ def main(argv=None):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow loads
     from vae.keras_vae import build_vae
     import keras
-    import tensorflow as tf
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     ckpt_path = os.path.join(out_dir, "vae_ckpt.npz")
@@ -324,7 +335,7 @@ def main(argv=None):
     elif os.path.exists(ckpt_path):
         report(f"note: starting from scratch; {ckpt_path} will be overwritten (pass --resume to continue it)")
 
-    device = describe_device(tf)
+    device = training_device()
     print(f"training V on {device}: {len(paths)} episodes, {sum(lengths)} frames, "
           f"batch {args.batch_size}, {args.epochs} epochs, lr {args.lr}")
     writer = ScalarWriter(os.path.join(out_dir, "tb"))
@@ -348,9 +359,15 @@ def main(argv=None):
         total = min(total, args.max_steps)
     bar = tqdm(total=total, initial=min(step, total), unit="step", dynamic_ncols=True)
     sums, n_sum, t_log = np.zeros(3), 0, time.time()
+
+    first_step = step
+
+    def out_of_time():  # a run trains at least one step
+        return args.max_minutes > 0 and step > first_step and time.time() - t_start > args.max_minutes * 60
+
     try:
         while epoch < args.epochs:
-            if args.max_steps and step >= args.max_steps:
+            if (args.max_steps and step >= args.max_steps) or out_of_time():
                 break
             trained = 0
             for batch in prefetch(stream.epoch(epoch, skip=step_in_epoch)):
@@ -373,7 +390,7 @@ def main(argv=None):
                 if step % args.save_every == 0:
                     save()
                 trained += 1
-                if args.max_steps and step >= args.max_steps:
+                if (args.max_steps and step >= args.max_steps) or out_of_time():
                     break
             else:
                 if not trained and not step_in_epoch:
@@ -389,6 +406,8 @@ def main(argv=None):
         raise
     bar.close()
     save()
+    if out_of_time() and epoch < args.epochs:
+        print(f"--max-minutes {args.max_minutes:g} reached; continue with --resume")
     print(f"saved {args.out} at epoch {epoch}, step {step}")
     return step
 

@@ -1,4 +1,4 @@
-"""The MDN-RNN as a Keras 3 model for training (TensorFlow backend), and conversion to and from rnn.json's layout.
+"""The MDN-RNN as a Keras 3 model for training, and conversion to and from rnn.json's layout.
 
 Model: input [z, a] (B, T, 35) -> LSTM(256, return_sequences) -> Dense(480). The 480 outputs
 of a step are 32 rows of 15 = [logmix 5, mean 5, logstd 5] (SPEC §2).
@@ -9,7 +9,9 @@ LSTM holds kernel (35, 1024) and recurrent_kernel (256, 1024) with gate columns 
 and bias (1024,) with no run-time forget bias: keras_bias_f = tf1_bias_f + 1.0. Keras's default
 unit_forget_bias initialisation (forget bias 1, the rest 0) is exactly TF1's zero bias.
 
-Only this module (and rnn_train.py / benchmarks through it) imports TensorFlow.
+Written in keras.ops only: it trains with the TensorFlow backend (the default) or with
+KERAS_BACKEND=torch (cuDNN's LSTM on a GPU machine without TensorFlow). Only this module (and
+rnn_train.py / benchmarks through it) imports Keras.
 """
 import os
 
@@ -18,12 +20,15 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
 
 import config  # noqa: E402
+from common import keras_backend  # noqa: E402
 from rnn.rnn import hps_model  # noqa: E402
+
+keras_backend()  # a clear error for a backend the train step is not tested on
 
 LOG_SQRT_2PI = float(0.5 * np.log(2.0 * np.pi))
 
@@ -83,13 +88,13 @@ def keras_to_weights(model, hps=hps_model):
 def mdn_loss(z_next, y_pred, num_mixture=config.NUM_MIXTURE):
     """Mean over batch, time and dims of -log sum_k pi_k N(z_next; mean_k, exp(logstd_k)).
     z_next (B, T, 32); y_pred (B, T, 32 * 3 * K)."""
-    z_next = tf.convert_to_tensor(z_next, tf.float32)
-    out = tf.reshape(y_pred, tf.concat([tf.shape(z_next), [3 * num_mixture]], axis=0))
-    logmix, mean, logstd = tf.split(out, 3, axis=-1)
-    logmix = logmix - tf.reduce_logsumexp(logmix, axis=-1, keepdims=True)
-    y = z_next[..., None]
-    log_normal = -0.5 * tf.square((y - mean) * tf.exp(-logstd)) - logstd - LOG_SQRT_2PI
-    return -tf.reduce_mean(tf.reduce_logsumexp(logmix + log_normal, axis=-1))
+    z_next = ops.convert_to_tensor(z_next, "float32")
+    out = ops.reshape(y_pred, tuple(ops.shape(z_next)) + (3 * num_mixture,))
+    logmix, mean, logstd = ops.split(out, 3, axis=-1)
+    logmix = logmix - ops.logsumexp(logmix, axis=-1, keepdims=True)
+    y = ops.expand_dims(z_next, -1)
+    log_normal = -0.5 * ops.square((y - mean) * ops.exp(-logstd)) - logstd - LOG_SQRT_2PI
+    return -ops.mean(ops.logsumexp(logmix + log_normal, axis=-1))
 
 
 class DecayedLR(keras.optimizers.schedules.LearningRateSchedule):
@@ -99,8 +104,8 @@ class DecayedLR(keras.optimizers.schedules.LearningRateSchedule):
         self.lr, self.decay, self.min_lr = float(lr), float(decay), float(min_lr)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        return tf.maximum(self.lr * tf.pow(self.decay, step), self.min_lr)
+        step = ops.cast(step, "float32")
+        return ops.maximum(self.lr * ops.power(self.decay, step), self.min_lr)
 
     def value(self, step):
         return max(self.lr * self.decay ** step, self.min_lr)
@@ -110,7 +115,8 @@ class DecayedLR(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class Trainer:
-    """Adam (TF1's epsilon 1e-8) with the decayed learning rate, gradients clipped by value."""
+    """Adam (TF1's epsilon 1e-8) with the decayed learning rate, gradients clipped by value;
+    Keras's own train step computes the gradients, whichever the backend."""
 
     def __init__(self, model, lr=config.RNN_LEARNING_RATE, decay=config.RNN_DECAY_RATE,
                  min_lr=config.RNN_MIN_LEARNING_RATE, clip=config.RNN_GRAD_CLIP, hps=hps_model):
@@ -118,34 +124,25 @@ class Trainer:
         self.schedule = DecayedLR(lr, decay, min_lr)
         self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule, epsilon=1e-8, clipvalue=clip)
         self.optimizer.build(model.trainable_variables)
-        spec_x = tf.TensorSpec((None, None, hps.input_seq_width), tf.float32)
-        spec_y = tf.TensorSpec((None, None, hps.output_seq_width), tf.float32)
-        self._step = tf.function(self._train_step, input_signature=[spec_x, spec_y])
-
-    def _train_step(self, x, y):
-        with tf.GradientTape() as tape:
-            loss = mdn_loss(y, self.model(x, training=True))
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
-        return loss, finite
+        model.compile(optimizer=self.optimizer, loss=lambda y, pred: mdn_loss(y, pred, hps.num_mixture),
+                      jit_compile=False)
 
     def train_step(self, x, y):
         """One update on inputs x (B,T,35) and targets y (B,T,32); returns (loss, weights_all_finite)."""
-        loss, finite = self._step(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32))
-        return float(loss), bool(finite)
+        loss = float(self.model.train_on_batch(np.asarray(x, np.float32), np.asarray(y, np.float32)))
+        finite = all(bool(ops.all(ops.isfinite(v))) for v in self.model.trainable_variables)
+        return loss, finite
 
     @property
     def iterations(self):
-        return int(self.optimizer.iterations.numpy())
+        return int(ops.convert_to_numpy(self.optimizer.iterations))
 
     def lr_at(self, step):
         return self.schedule.value(step)
 
     def optimizer_state(self):
         """The optimizer's variables (step count, Adam moments) as NumPy arrays, in a fixed order."""
-        return [np.array(v.numpy()) for v in self.optimizer.variables]
+        return [np.array(ops.convert_to_numpy(v)) for v in self.optimizer.variables]
 
     def set_optimizer_state(self, arrays):
         variables = self.optimizer.variables

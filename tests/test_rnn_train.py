@@ -156,3 +156,11 @@ def test_install_models_copies_and_refuses_to_overwrite(tmp_path, capsys):
     (src / "initial_z.json").write_text(json.dumps([[[1, 2]]]))
     with pytest.raises(UserError, match=r"initial_z\.json: shape \(1, 1, 2\)"):
         install_models.main(argv + ["--force"])
+
+
+def test_max_minutes_stops_with_everything_saved(runs, capsys):
+    out = train(runs["tmp"], "timed", "--num-steps", "50", "--save-every", "20", "--max-minutes", "1e-6")
+    meta, _, opt_iterations = checkpoint(out)
+    assert meta["step"] == 1 and int(opt_iterations) == 1  # saved at the step it stopped, not at 20
+    assert "--max-minutes 1e-06 reached at step 1" in capsys.readouterr().out
+    assert [r["step"] for r in json.load(open(out / rnn_train.LOG))] == [1]

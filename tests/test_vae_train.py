@@ -149,3 +149,26 @@ def test_series_pads_unequal_episodes(damaged_record, tmp_path, capsys):
     np.testing.assert_allclose(d["mu"][2, :25], mu, atol=2e-3, rtol=2e-3)
     np.testing.assert_allclose(d["logvar"][2, :25], logvar, atol=2e-3, rtol=2e-3)
     assert not d["mu"][2, 25:].any() and not d["action"][2, 25:].any()  # padding, never shifted data
+
+
+def test_series_keras_encoder_matches_numpy(record, tmp_path):
+    pytest.importorskip("keras")
+    v = ConvVAE(seed=1)
+    v.save_json(str(tmp_path / "vae.json"))
+    common = ["--record-dir", str(record), "--vae", str(tmp_path / "vae.json"), "--batch-size", "16"]
+    series.main(common + ["--out", str(tmp_path / "np.npz")])
+    series.main(common + ["--out", str(tmp_path / "keras.npz"), "--keras"])
+    a, b = np.load(tmp_path / "np.npz"), np.load(tmp_path / "keras.npz")
+    assert a["files"].tolist() == b["files"].tolist() and a["length"].tolist() == b["length"].tolist()
+    np.testing.assert_array_equal(a["action"], b["action"])
+    for k in ("mu", "logvar"):   # float16 storage: a few units in the last place
+        np.testing.assert_allclose(a[k].astype(np.float32), b[k].astype(np.float32), atol=2e-3, rtol=2e-3)
+    assert np.abs(a["mu"].astype(np.float32)).max() > 0.01  # a real encoding, not zeros
+
+
+def test_max_minutes_stops_with_everything_saved(record, tmp_path, capsys):
+    assert vae_train.main(tiny_args(record, tmp_path, "--max-minutes", "1e-6")) == 1
+    assert "--max-minutes 1e-06 reached" in capsys.readouterr().out
+    with np.load(tmp_path / "vae_ckpt.npz") as d:
+        assert json.loads(str(d["meta"]))["step"] == 1
+    ConvVAE().load_json(str(tmp_path / "vae.json"))

@@ -1,9 +1,10 @@
-"""V for training: the ConvVAE as Keras 3 models, its loss and a compiled train step.
+"""V for training: the ConvVAE as Keras 3 models, its loss and a train step.
 
 The layers and kernel shapes are those of vae/vae.py (Conv2D kernels (4,4,in,out),
 Conv2DTranspose kernels (k,k,out,in), Dense (in,out)), so weights copy between the two as a
-list in vae.json order with no reshaping. Every TensorFlow import of the project's V lives
-here: import this module only where training happens.
+list in vae.json order with no reshaping. Written in keras.ops only, so it trains with the
+TensorFlow backend (the default) or with KERAS_BACKEND=torch (a GPU machine without
+TensorFlow); see common.keras_backend. Import this module only where training happens.
 """
 import os
 
@@ -12,15 +13,44 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
+from common import keras_backend  # noqa: E402
 from vae.vae import DEC_DECONVS, ENC_CONVS, param_layout  # noqa: E402
+
+keras_backend()  # a clear error for a backend the train step is not tested on
 
 layers = keras.layers
 
 
+class _Trainable(keras.Model):
+    """encoder + sampling + decoder as one Keras model, so Keras's own train step (TensorFlow
+    or torch) computes the gradients: call() returns (y, mu, logvar), compute_loss() the loss."""
+
+    def __init__(self, encoder, decoder, kl_tolerance):
+        super().__init__(name="vae")
+        self.encoder, self.decoder, self.kl_tolerance = encoder, decoder, kl_tolerance
+        self.noise = keras.random.SeedGenerator(0)
+        self.r_loss_mean = keras.metrics.Mean(name="r_loss")
+        self.kl_loss_mean = keras.metrics.Mean(name="kl_loss")
+
+    def call(self, x_uint8, training=False):
+        x = ops.cast(x_uint8, "float32") / 255.0
+        mu, logvar = self.encoder(x, training=training)
+        z = mu + ops.exp(logvar / 2.0) * keras.random.normal(ops.shape(mu), seed=self.noise)
+        return self.decoder(z, training=training), mu, logvar
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y_img, mu, logvar = y_pred
+        loss, r_loss, kl_loss = vae_loss(ops.cast(x, "float32") / 255.0, y_img, mu, logvar, self.kl_tolerance)
+        self.r_loss_mean.update_state(r_loss)
+        self.kl_loss_mean.update_state(kl_loss)
+        return loss
+
+
 class KerasVAE:
-    """encoder: frames (N,64,64,3) float -> (mu, logvar); decoder: z -> frames in [0,1]."""
+    """encoder: frames (N,64,64,3) float -> (mu, logvar); decoder: z -> frames in [0,1];
+    model: both, trained by train_step."""
 
     def __init__(self, z_size=32, kl_tolerance=0.5, learning_rate=1e-4):
         self.z_size = z_size
@@ -46,8 +76,9 @@ class KerasVAE:
         self.decoder = keras.Model(z, h, name="decoder")
         # TF1's AdamOptimizer defaults (epsilon 1e-8, Keras' is 1e-7)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-8)
-        self.variables = self.encoder.trainable_variables + self.decoder.trainable_variables
-        self._train_step = None
+        self.model = _Trainable(self.encoder, self.decoder, kl_tolerance)
+        self.model.compile(optimizer=self.optimizer, jit_compile=False)
+        self.variables = self.model.trainable_variables  # encoder's, then decoder's
 
     def ordered_layers(self):
         """The Keras layers holding (kernel, bias) in vae.json order."""
@@ -57,23 +88,12 @@ class KerasVAE:
         return enc + dec
 
     def train_step(self, x_uint8, noise_seed):
-        """One Adam step on a uint8 batch; noise_seed (2 int64) makes the z sample reproducible
-        so a resumed run repeats an uninterrupted one. Returns (loss, r_loss, kl_loss)."""
-        if self._train_step is None:
-            self._train_step = tf.function(self._step, reduce_retracing=True)
-        return self._train_step(x_uint8, noise_seed)
-
-    def _step(self, x_uint8, noise_seed):
-        x = tf.cast(x_uint8, tf.float32) / 255.0
-        with tf.GradientTape() as tape:
-            mu, logvar = self.encoder(x, training=True)
-            eps = tf.random.stateless_normal(tf.shape(mu), seed=noise_seed)
-            z = mu + tf.exp(logvar / 2.0) * eps
-            y = self.decoder(z, training=True)
-            loss, r_loss, kl_loss = vae_loss(x, y, mu, logvar, self.kl_tolerance)
-        grads = tape.gradient(loss, self.variables)
-        self.optimizer.apply_gradients(zip(grads, self.variables))
-        return loss, r_loss, kl_loss
+        """One Adam step on a uint8 batch; noise_seed (2 ints) fixes the z sample, so a resumed
+        run repeats an uninterrupted one. Returns (loss, r_loss, kl_loss) as floats."""
+        state = self.model.noise.state
+        state.assign(np.asarray(noise_seed).astype(state.dtype))
+        out = self.model.train_on_batch(x_uint8, return_dict=True)
+        return out["loss"], out["r_loss"], out["kl_loss"]
 
     # --- optimizer state, for checkpoints -------------------------------------------------
     def optimizer_state(self):
@@ -81,7 +101,7 @@ class KerasVAE:
         if not self.optimizer.built:
             self.optimizer.build(self.variables)
         # paths without the optimizer's own name, which Keras numbers per process (adam, adam_1..)
-        return [(v.path.split("/", 1)[-1], v.numpy()) for v in self.optimizer.variables]
+        return [(v.path.split("/", 1)[-1], ops.convert_to_numpy(v)) for v in self.optimizer.variables]
 
     def set_optimizer_state(self, values):
         if not self.optimizer.built:
@@ -98,10 +118,11 @@ class KerasVAE:
 def vae_loss(x, y, mu, logvar, kl_tolerance=0.5):
     """Per-image sum of squared error + KL summed over z with the per-image floor
     max(kl, kl_tolerance*z_size), each averaged over the batch -> (loss, r_loss, kl_loss)."""
+    x, y, mu, logvar = [ops.convert_to_tensor(t, "float32") for t in (x, y, mu, logvar)]
     z_size = mu.shape[-1]
-    r_loss = tf.reduce_mean(tf.reduce_sum(tf.square(x - y), axis=[1, 2, 3]))
-    kl = -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar), axis=1)
-    kl_loss = tf.reduce_mean(tf.maximum(kl, kl_tolerance * z_size))
+    r_loss = ops.mean(ops.sum(ops.square(x - y), axis=[1, 2, 3]))
+    kl = -0.5 * ops.sum(1.0 + logvar - ops.square(mu) - ops.exp(logvar), axis=1)
+    kl_loss = ops.mean(ops.maximum(kl, kl_tolerance * z_size))
     return r_loss + kl_loss, r_loss, kl_loss
 
 
