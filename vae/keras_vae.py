@@ -18,7 +18,10 @@ from keras import ops  # noqa: E402
 from common import keras_backend  # noqa: E402
 from vae.vae import DEC_DECONVS, ENC_CONVS, param_layout  # noqa: E402
 
-keras_backend()  # a clear error for a backend the train step is not tested on
+if keras_backend() == "torch":  # (a clear error for a backend the train step is not tested on)
+    import torch
+
+    torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest convolutions once
 
 layers = keras.layers
 
