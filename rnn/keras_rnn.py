@@ -130,7 +130,8 @@ class Trainer:
     def train_step(self, x, y):
         """One update on inputs x (B,T,35) and targets y (B,T,32); returns (loss, weights_all_finite)."""
         loss = float(self.model.train_on_batch(np.asarray(x, np.float32), np.asarray(y, np.float32)))
-        finite = all(bool(ops.all(ops.isfinite(v))) for v in self.model.trainable_variables)
+        # one reduction and one device-to-host read, not one per variable
+        finite = bool(ops.all(ops.stack([ops.all(ops.isfinite(v)) for v in self.model.trainable_variables])))
         return loss, finite
 
     @property

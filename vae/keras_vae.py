@@ -28,7 +28,7 @@ layers = keras.layers
 
 class _Trainable(keras.Model):
     """encoder + sampling + decoder as one Keras model, so Keras's own train step (TensorFlow
-    or torch) computes the gradients: call() returns (y, mu, logvar), compute_loss() the loss."""
+    or torch) computes the gradients: call() returns (y, mu, logvar, x in [0,1]), compute_loss() the loss."""
 
     def __init__(self, encoder, decoder, kl_tolerance):
         super().__init__(name="vae")
@@ -41,11 +41,11 @@ class _Trainable(keras.Model):
         x = ops.cast(x_uint8, "float32") / 255.0
         mu, logvar = self.encoder(x, training=training)
         z = mu + ops.exp(logvar / 2.0) * keras.random.normal(ops.shape(mu), seed=self.noise)
-        return self.decoder(z, training=training), mu, logvar
+        return self.decoder(z, training=training), mu, logvar, x
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        y_img, mu, logvar = y_pred
-        loss, r_loss, kl_loss = vae_loss(ops.cast(x, "float32") / 255.0, y_img, mu, logvar, self.kl_tolerance)
+        y_img, mu, logvar, x_float = y_pred  # the input as call() scaled it, not scaled again
+        loss, r_loss, kl_loss = vae_loss(x_float, y_img, mu, logvar, self.kl_tolerance)
         self.r_loss_mean.update_state(r_loss)
         self.kl_loss_mean.update_state(kl_loss)
         return loss
