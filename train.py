@@ -162,6 +162,9 @@ def abort_workers(executor):
     elif "mpi4py" in sys.modules:
         from mpi4py import MPI
 
+        # mpiexec forwards each rank's output through a proxy that MPI_Abort kills at once:
+        # without this pause the error just printed is often lost on a busy machine.
+        time.sleep(1.0)
         MPI.COMM_WORLD.Abort(1)
 
 
