@@ -83,14 +83,18 @@ def bench_inference(r, quick):
 
 
 class _Recorder:
-    """Wraps an env and keeps the actions it was given (for an exact replay without the agent)."""
+    """Wraps an env; keeps the actions it was given (for an exact replay without the agent)
+    and the time its resets took (track generation is not a step: it is taken out)."""
 
     def __init__(self, env):
-        self.env, self.actions = env, []
+        self.env, self.actions, self.reset_s = env, [], 0.0
 
     def reset(self, **kw):
         self.actions = []
-        return self.env.reset(**kw)
+        t0 = time.perf_counter()
+        out = self.env.reset(**kw)
+        self.reset_s += time.perf_counter() - t0
+        return out
 
     def step(self, action):
         self.actions.append(np.array(action))
@@ -123,12 +127,11 @@ def bench_agent(r, quick, renderer, encoder="numpy"):
     agent.encoder  # an int8 model is converted (once, cached) before any timing
     agent.env = _Recorder(agent.make_env(renderer=renderer))
     model.simulate(agent, train_mode=True, num_episode=1, seed=1, max_len=20)  # warm caches
-    agent.env.reset(seed=0)
+    agent.env.reset_s = 0.0
     t0 = time.perf_counter()
     _, ts = model.simulate(agent, train_mode=True, num_episode=1, seed=0, max_len=steps)
-    single = time.perf_counter() - t0
+    single = time.perf_counter() - t0 - agent.env.reset_s
     actions = agent.env.actions
-    single -= _reset_seconds(renderer, 0)
     replay = _replay_seconds(renderer, 0, actions)
 
     n = 8
@@ -137,7 +140,7 @@ def bench_agent(r, quick, renderer, encoder="numpy"):
     seeds = list(range(n))
     t0 = time.perf_counter()
     _, st = model.simulate_batch(agent, seeds, max_len=steps // 2, renderer=renderer)
-    batched = time.perf_counter() - t0 - sum(_reset_seconds(renderer, s) for s in seeds)
+    batched = time.perf_counter() - t0 - sum(e.reset_s for e in agent._batch_envs)
     replay_b = sum(_replay_seconds(renderer, s, e.actions) for s, e in zip(seeds, agent._batch_envs))
     key = f"agent_{renderer}" + ("" if encoder == "numpy" else f"_{encoder}")
     r[f"{key}_env_alone_steps_per_s"] = len(actions) / replay
@@ -147,17 +150,6 @@ def bench_agent(r, quick, renderer, encoder="numpy"):
     r[f"{key}_overhead_simulate_batch{n}"] = 1 - replay_b / batched
     # what the agent itself costs per step, batched: its time beyond the env's
     r[f"{key}_agent_ms_per_step_batch{n}"] = (batched - replay_b) / st.sum() * 1000
-
-
-def _reset_seconds(renderer, seed):
-    """What one reset costs (track generation, turbo's texture), to take out of episode timings."""
-    from env import make_env
-
-    e = make_env(renderer=renderer)
-    e.reset(seed=seed + 7)
-    t0 = time.perf_counter()
-    e.reset(seed=seed)
-    return time.perf_counter() - t0
 
 
 def bench_generation(r, quick):
