@@ -21,3 +21,18 @@ def test_benchmark_inference_section_writes_results(tmp_path):
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert "numpy_vae_encode_ms" in r and r["mpi_idle_rank_cpu_s_in_3s"] >= 0
+
+
+def test_vae_step_benchmark_writes_its_figures(tmp_path):
+    out = tmp_path / "vae_step.json"
+    p = subprocess.run([PYTHON, "-m", "benchmark.vae_step", "--batch-sizes", "4,8", "--steps", "1",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert set(r["batches"]) == {"4", "8"}
+    for size, b in r["batches"].items():
+        assert b["train_step_ms"] > 0 and b["train_on_batch_on_device_ms"] > 0
+        assert abs(b["frames_per_s"] - int(size) / b["train_step_ms"] * 1e3) < 1e-6
+    bad = subprocess.run([PYTHON, "-m", "benchmark.vae_step", "--batch-sizes", "0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--batch-sizes" in bad.stderr
