@@ -82,8 +82,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         sizes = [int(b) for b in args.batch_sizes.split(",")]
-        assert sizes and min(sizes) > 0 and args.steps > 0
-    except (ValueError, AssertionError):
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or args.steps < 1:
         p.error("--batch-sizes takes positive integers like 100,1000 and --steps a positive integer")
     backend = keras_backend()
     if args.profile and backend != "torch":
