@@ -14,6 +14,7 @@ of idle MPI ranks).
 """
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -82,74 +83,152 @@ def bench_inference(r, quick):
         lambda: int8.encode_mu_logvar(batch), n // 10) / 16
 
 
-class _Recorder:
-    """Wraps an env; keeps the actions it was given (for an exact replay without the agent)
-    and the time its resets took (track generation is not a step: it is taken out)."""
+class _Replayer:
+    """Twin envs that replay the agent's actions in chunks, in the middle of the agent's run.
 
-    def __init__(self, env):
-        self.env, self.actions, self.reset_s = env, [], 0.0
+    Timing an episode and then its replay puts seconds between the two, and this machine's
+    speed drifts by several percent over seconds. Replaying every CHUNK steps inside the run
+    (that time taken out of the agent's) sets the two side by side. Twins of simulate_batch's
+    envs replay in the same lockstep, since stepping 8 envs in turn costs the envs something
+    on their own (more cache misses than one env alone)."""
 
-    def reset(self, **kw):
-        self.actions = []
+    CHUNK = 100
+
+    def __init__(self, renderer, n):
+        from env import make_env
+
+        self.renderer = renderer
+        self.twins = [make_env(renderer=renderer) for _ in range(n)]
+        self.pending = [[] for _ in range(n)]
+        self.actions = [[] for _ in range(n)]  # every action of the episodes, kept for replays apart
+        self.seeds = [None] * n
+        self.live = set()
+        self.env_seconds = 0.0  # the twins' steps: the env alone
+        self.excluded = 0.0  # time spent inside the agent's run that was not the agent's
+
+    def start_round(self):
+        self.env_seconds = self.excluded = 0.0
+
+    def flush(self):
         t0 = time.perf_counter()
-        out = self.env.reset(**kw)
-        self.reset_s += time.perf_counter() - t0
+        for k in range(max(map(len, self.pending))):
+            for twin, actions in zip(self.twins, self.pending):
+                if k < len(actions):
+                    twin.step(actions[k])
+        seconds = time.perf_counter() - t0
+        self.env_seconds += seconds
+        self.pending = [[] for _ in self.twins]
+        return seconds
+
+
+class _Recorder:
+    """Wraps env i of a _Replayer's set: its twin is reset with it and replays its actions; the
+    resets (track generation is not a step) and the replays are timed and taken out."""
+
+    def __init__(self, env, replayer, i):
+        self.env, self.replayer, self.i = env, replayer, i
+
+    def reset(self, seed=None, **kw):
+        rp = self.replayer
+        t0 = time.perf_counter()
+        out = self.env.reset(seed=seed, **kw)
+        rp.twins[self.i].reset(seed=seed)
+        rp.pending[self.i], rp.actions[self.i], rp.seeds[self.i] = [], [], seed
+        rp.live.add(self.i)
+        rp.excluded += time.perf_counter() - t0
         return out
 
     def step(self, action):
-        self.actions.append(np.array(action))
-        return self.env.step(action)
+        rp = self.replayer
+        if self.i == min(rp.live) and len(rp.pending[self.i]) >= rp.CHUNK:  # a lockstep round begins
+            rp.excluded += rp.flush()
+        action = np.array(action)
+        rp.pending[self.i].append(action)
+        rp.actions[self.i].append(action)
+        out = self.env.step(action)
+        if out[2] or out[3]:
+            rp.live.discard(self.i)
+        return out
 
     def __getattr__(self, name):
         return getattr(self.env, name)
 
 
-def _replay_seconds(renderer, seed, actions):
-    """Time of the same episode's env steps alone: same track, same actions, same frames."""
+def _timed(run, replayer):
+    """(agent seconds, env-alone seconds) of run(), which steps the replayer's recorded envs.
+
+    The garbage collector is off meanwhile (as timeit does): its passes land at random on
+    either side and only add noise."""
+    replayer.start_round()
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        out = run()
+        agent = time.perf_counter() - t0 - replayer.excluded
+        replayer.flush()  # the last chunk, after the run
+    finally:
+        gc.enable()
+    return agent, replayer.env_seconds, out
+
+
+def _replay_one_by_one_seconds(replayer):
+    """The recorded episodes' env steps again, each env on its own (no lockstep)."""
     from env import make_env
 
-    e = make_env(renderer=renderer)
-    e.reset(seed=seed)
-    t0 = time.perf_counter()
-    for a in actions:
-        e.step(a)
-    return time.perf_counter() - t0
+    total = 0.0
+    for seed, actions in zip(replayer.seeds, replayer.actions):
+        e = make_env(renderer=replayer.renderer)
+        e.reset(seed=seed)
+        t0 = time.perf_counter()
+        for a in actions:
+            e.step(a)
+        total += time.perf_counter() - t0
+        e.close()
+    return total
 
 
 def bench_agent(r, quick, renderer, encoder="numpy"):
     """Agent steps/s (V + M + C + env) against the env alone replaying the agent's own
-    trajectory (rendering cost depends on what is on screen), one core, resets excluded."""
+    actions (rendering cost depends on what is on screen), one core, resets excluded.
+
+    The replays run interleaved with the agent (see _Replayer); a few rounds each, and each
+    figure is the rounds' median (the per-round shares are kept too, to show the spread)."""
     import model
 
-    steps = 300 if quick else 1000
+    steps, rounds, n = (300, 1, 8) if quick else (1000, 3, 8)
     agent = model.make_model(load_model=shipped_vm(), encoder=encoder)
     agent.set_model_params(np.random.default_rng(0).normal(0, 0.1, agent.param_count))
     agent.encoder  # an int8 model is converted (once, cached) before any timing
-    agent.env = _Recorder(agent.make_env(renderer=renderer))
+    one = _Replayer(renderer, 1)
+    agent.env = _Recorder(agent.make_env(renderer=renderer), one, 0)
     model.simulate(agent, train_mode=True, num_episode=1, seed=1, max_len=20)  # warm caches
-    agent.env.reset_s = 0.0
-    t0 = time.perf_counter()
-    _, ts = model.simulate(agent, train_mode=True, num_episode=1, seed=0, max_len=steps)
-    single = time.perf_counter() - t0 - agent.env.reset_s
-    actions = agent.env.actions
-    replay = _replay_seconds(renderer, 0, actions)
-
-    n = 8
+    many = _Replayer(renderer, n)
     model.simulate_batch(agent, list(range(100, 100 + n)), max_len=5, renderer=renderer)  # builds envs
-    agent._batch_envs = [_Recorder(e) for e in agent._batch_envs]
-    seeds = list(range(n))
-    t0 = time.perf_counter()
-    _, st = model.simulate_batch(agent, seeds, max_len=steps // 2, renderer=renderer)
-    batched = time.perf_counter() - t0 - sum(e.reset_s for e in agent._batch_envs)
-    replay_b = sum(_replay_seconds(renderer, s, e.actions) for s, e in zip(seeds, agent._batch_envs))
+    agent._batch_envs = [_Recorder(e, many, i) for i, e in enumerate(agent._batch_envs)]
+    single, replay, batched, replay_b = [], [], [], []
+    for _ in range(rounds):
+        a, e, _ = _timed(lambda: model.simulate(agent, train_mode=True, num_episode=1, seed=0,
+                                                max_len=steps), one)
+        single.append(a), replay.append(e)
+        a, e, (_, st) = _timed(lambda: model.simulate_batch(agent, list(range(n)), max_len=steps // 2,
+                                                            renderer=renderer), many)
+        batched.append(a), replay_b.append(e)
+    count, count_b = len(one.actions[0]), int(st.sum())
+    one_by_one = _replay_one_by_one_seconds(many)
+    single, replay, batched, replay_b = map(np.array, (single, replay, batched, replay_b))
     key = f"agent_{renderer}" + ("" if encoder == "numpy" else f"_{encoder}")
-    r[f"{key}_env_alone_steps_per_s"] = len(actions) / replay
-    r[f"{key}_simulate_steps_per_s"] = len(actions) / single
-    r[f"{key}_simulate_batch{n}_steps_per_s"] = st.sum() / batched
-    r[f"{key}_overhead_simulate"] = 1 - replay / single
-    r[f"{key}_overhead_simulate_batch{n}"] = 1 - replay_b / batched
+    share, share_b = 1 - replay / single, 1 - replay_b / batched
+    r[f"{key}_env_alone_steps_per_s"] = float(np.median(count / replay))
+    r[f"{key}_simulate_steps_per_s"] = float(np.median(count / single))
+    r[f"{key}_simulate_batch{n}_steps_per_s"] = float(np.median(count_b / batched))
+    r[f"{key}_overhead_simulate"] = float(np.median(share))
+    r[f"{key}_overhead_simulate_batch{n}"] = float(np.median(share_b))
+    r[f"{key}_overhead_rounds"] = ", ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(share, share_b))
+    # what lockstep costs the envs themselves: the same episodes stepped one env at a time
+    r[f"{key}_lockstep_env_cost"] = float(np.median(replay_b) / one_by_one - 1)
     # what the agent itself costs per step, batched: its time beyond the env's
-    r[f"{key}_agent_ms_per_step_batch{n}"] = (batched - replay_b) / st.sum() * 1000
+    r[f"{key}_agent_ms_per_step_batch{n}"] = float(np.median(batched - replay_b) / count_b * 1000)
 
 
 def bench_generation(r, quick):

@@ -1,5 +1,6 @@
 """Shared fixtures: a headless SDL by default, an Xvfb display for window tests, random models."""
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -20,24 +21,41 @@ os.environ["WM_INT8_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="wm_int8_"), 
 
 @pytest.fixture
 def xvfb():
-    """Start Xvfb on a free display; yields an env dict for subprocesses with DISPLAY set."""
+    """Start Xvfb on a display it picks itself; yields an env dict for subprocesses with DISPLAY set.
+
+    `-displayfd` makes Xvfb choose a free display number (no race with stale lock files or with
+    another X server reachable through the abstract socket namespace) and write it to a pipe only
+    once it accepts connections, so a window test never starts against a server still booting.
+    """
     if not shutil.which("Xvfb") or not shutil.which("xdotool"):
         pytest.skip("Xvfb and xdotool are needed for window tests (apt-get install -y xvfb xdotool)")
-    for n in range(90, 140):
-        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
+    read_fd, write_fd = os.pipe()
+    errors = tempfile.TemporaryFile()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24",
+                             "-nolisten", "tcp"], pass_fds=(write_fd,),
+                            stdout=subprocess.DEVNULL, stderr=errors)
+    os.close(write_fd)
+    number = b""
+    deadline = time.time() + 60
+    while not number.endswith(b"\n") and time.time() < deadline:
+        ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.time()))
+        chunk = os.read(read_fd, 16) if ready else b""
+        if not chunk:
             break
-    display = f":{n}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            break
-        time.sleep(0.05)
+        number += chunk
+    os.close(read_fd)
+    if not number.strip().isdigit():
+        proc.kill()
+        proc.wait()
+        errors.seek(0)
+        pytest.fail(f"Xvfb did not become ready within 60 s (exit code {proc.returncode}):\n"
+                    + errors.read().decode(errors="replace")[-2000:])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
-    env["DISPLAY"] = display
+    env["DISPLAY"] = f":{int(number)}"
     yield env
     proc.terminate()
     proc.wait(timeout=10)
+    errors.close()
 
 
 def xdotool(env, *args, check=True):
@@ -51,20 +69,33 @@ def focus_and_key(env, wid, key):
     xdotool(env, "key", key)
 
 
-def wait_for_window(env, name, timeout=60):
+def wait_for_window(env, name, proc=None, timeout=60):
     """Window id of the first window whose title contains `name`, waiting for it to appear.
 
     `xdotool search --name` misses SDL's UTF-8 titles, so every window's name is read instead.
+    Given the program `proc` that should open it, fails at once with its output if it exits first.
     """
     deadline = time.time() + timeout
+    titles = []
     while time.time() < deadline:
         ids = xdotool(env, "search", "--classname", "", check=False).stdout.split()
-        for wid in ids:
-            title = xdotool(env, "getwindowname", wid, check=False).stdout
+        titles = [xdotool(env, "getwindowname", wid, check=False).stdout.strip() for wid in ids]
+        for wid, title in zip(ids, titles):
             if name in title:
                 return wid
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(0.2)
-    raise AssertionError(f"no window named {name!r} appeared within {timeout}s")
+    output, why = "", f"within {timeout}s"
+    if proc is not None:
+        if proc.poll() is not None:
+            why = "before the program exited"
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=30)
+        output = f"\nprogram exit code {proc.returncode}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
+    raise AssertionError(f"no window named {name!r} appeared on {env['DISPLAY']} {why} "
+                         f"(windows there: {[t for t in titles if t]}){output}")
 
 
 @pytest.fixture(scope="session")

@@ -36,3 +36,33 @@ def test_vae_step_benchmark_writes_its_figures(tmp_path):
     bad = subprocess.run([PYTHON, "-m", "benchmark.vae_step", "--batch-sizes", "0"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--batch-sizes" in bad.stderr
+
+
+def test_agent_replay_twins_follow_the_agents_envs(random_models, monkeypatch):
+    """The agent section's env-alone reference: twins replaying the agent's actions in chunks,
+    in lockstep, must end where the agent's envs are (else it times another trajectory)."""
+    import numpy as np
+
+    import model
+    from benchmark.__main__ import _Recorder, _Replayer, _timed
+
+    vae_path, rnn_path = random_models
+    agent = model.make_model(vae_path=vae_path, rnn_path=rnn_path)
+    agent.set_model_params(np.random.default_rng(0).normal(0, 0.1, agent.param_count))
+    monkeypatch.setattr(_Replayer, "CHUNK", 7)  # several chunks in a short run
+    n = 3
+    many = _Replayer("exact", n)
+    model.simulate_batch(agent, [100, 101, 102], max_len=2, renderer="exact")
+    agent._batch_envs = [_Recorder(e, many, i) for i, e in enumerate(agent._batch_envs)]
+    one = _Replayer("exact", 1)
+    agent.env = _Recorder(agent.make_env(renderer="exact"), one, 0)
+    for replayer, run in ((many, lambda: model.simulate_batch(agent, [5, 6, 7], max_len=30, renderer="exact")),
+                          (one, lambda: model.simulate(agent, train_mode=True, num_episode=1, seed=5, max_len=30))):
+        agent_s, env_s, _ = _timed(run, replayer)
+        assert agent_s > 0 and env_s > 0 and replayer.excluded > 0
+        assert [len(a) for a in replayer.actions] == [30] * len(replayer.twins)
+        assert all(not p for p in replayer.pending)
+        envs = agent._batch_envs if replayer is many else [agent.env]
+        for env, twin in zip(envs, replayer.twins):
+            action = np.array([0.3, 0.5, 0.0])
+            assert np.array_equal(env.env.step(action)[0], twin.step(action)[0])

@@ -349,7 +349,7 @@ def test_dream_window_opens_and_exits_cleanly(dream, xvfb, how):
                              "--initial-z", dream.iz], cwd=ROOT, env=dict(xvfb, OMP_NUM_THREADS="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wid = wait_for_window(xvfb, "dream")
+        wid = wait_for_window(xvfb, "dream", proc)
         if how == "close button":
             time.sleep(1)
             send_wm_delete(xvfb["DISPLAY"], wid)
@@ -374,7 +374,7 @@ def test_render_model_window_opens_and_closes_cleanly(dream, xvfb):
                             cwd=ROOT, env=dict(xvfb, OMP_NUM_THREADS="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wid = wait_for_window(xvfb, "VAE reconstruction")
+        wid = wait_for_window(xvfb, "VAE reconstruction", proc)
         time.sleep(1)
         send_wm_delete(xvfb["DISPLAY"], wid)
         stdout, stderr = proc.communicate(timeout=60)

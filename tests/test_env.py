@@ -123,7 +123,7 @@ def test_keyboard_play_in_a_real_window(xvfb):
     proc = subprocess.Popen([PYTHON, "env.py", "--seed", "1"], cwd=ROOT, env=xvfb,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wid = wait_for_window(xvfb, "CarRacing")
+        wid = wait_for_window(xvfb, "CarRacing", proc)
         xdotool(xvfb, "windowfocus", "--sync", wid, check=False)
         xdotool(xvfb, "keydown", "Up")
         first = proc.stdout.readline()  # the progress line of step 200, however slow the machine
