@@ -2,7 +2,8 @@
 
 Each generation the optimiser (es.py) asks for num_worker * num_worker_trial candidate
 controllers (867 parameters); each candidate's fitness is its mean return over num_episode
-CarRacing episodes (with --antithetic, pairs of candidates drive the same tracks). Every
+CarRacing episodes (with --antithetic, pairs of candidates drive the same tracks; with
+--common_tracks, the whole population does, so track difficulty drops out of the ranking). Every
 eval_steps generations the current mean is scored on num_eval_episode fixed tracks (seeds
 0, 1, 2, ...; training tracks are drawn from seeds >= 2**20, so they never coincide) and
 the best scoring parameters are kept.
@@ -194,18 +195,21 @@ def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed
     raise UserError(f"unknown optimizer {name!r}: use cma, ses, pepg, ga or oes")
 
 
-def generation_seeds(rng, popsize, num_episode, antithetic):
-    """Per candidate, the tracks of its episodes; with antithetic, pairs share them."""
+def generation_seeds(rng, popsize, num_episode, antithetic, common=False):
+    """Per candidate, the tracks of its episodes; with antithetic, pairs share them; with
+    common, every candidate drives the same tracks."""
     base = rng.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH, size=popsize)
-    if antithetic:
+    if common:
+        base[:] = base[0]
+    elif antithetic:
         base[1::2] = base[0:popsize - popsize % 2:2]
     return [[int(b) + j for j in range(num_episode)] for b in base]
 
 
-def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models):
+def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False):
     """ask -> evaluate everywhere -> tell. Returns (fitness, steps) per candidate."""
     solutions = optimizer.ask()
-    seeds = generation_seeds(rng, len(solutions), num_episode, antithetic)
+    seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common)
     results = run_tasks(executor, [(s, sd, max_len, *models) for s, sd in zip(solutions, seeds)])
     fitness = np.array([np.mean(r) for r, _ in results])
     steps = np.array([np.mean(t) for _, t in results])
@@ -294,7 +298,7 @@ def train(args, executor):
             cap = 2 * int(st["mean_steps"] + 1)
             max_len = cap if max_len <= 0 else min(max_len, cap)
         fitness, steps = run_generation(st["es"], executor, st["rng"], args.num_episode,
-                                        bool(args.antithetic), max_len, models)
+                                        bool(args.antithetic), max_len, models, bool(args.common_tracks))
         seconds = int(time.time() - t_start)
         rms = st["es"].rms_stdev()
         row = [gen, seconds, round(float(fitness.mean()), 4), round(float(fitness.min()), 4),
@@ -335,6 +339,9 @@ def parse_args(argv=None):
                    help="episodes (tracks 0..N-1) of each evaluation of the mean")
     p.add_argument("--antithetic", type=int, default=int(config.ES_ANTITHETIC), choices=[0, 1],
                    help="1: pairs of candidates drive the same tracks")
+    p.add_argument("--common_tracks", type=int, default=0, choices=[0, 1],
+                   help="1: all candidates of a generation drive the same tracks (not in the original: "
+                        "most of an episode's variance is the track's, and it then drops out of the ranking)")
     p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
                    help="1: cap training episodes at twice the last generation's mean length")
     p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")

@@ -170,3 +170,17 @@ def test_retrain_starts_from_the_saved_mean(random_models, tmp_path):
 def test_help_shows_mpi_usage():
     p, _ = run([PYTHON, TRAIN, "--help"])
     assert p.returncode == 0 and "mpiexec -n" in p.stdout and "mpi4py.futures" in p.stdout
+
+
+def test_generation_tracks_independent_antithetic_or_common():
+    sys.path.insert(0, ROOT)
+    import train
+
+    def seeds(**kw):
+        return train.generation_seeds(np.random.default_rng(3), 6, 2, **kw)
+
+    alone, pairs, common = seeds(antithetic=False), seeds(antithetic=True), seeds(antithetic=True, common=True)
+    assert all(s[1] == s[0] + 1 and s[0] >= train.TRAIN_SEED_LOW for s in alone + pairs + common)
+    assert len({s[0] for s in alone}) == 6
+    assert pairs[0::2] == pairs[1::2] and len({s[0] for s in pairs}) == 3
+    assert common == [alone[0]] * 6  # the same draws: switching the flag keeps the run's RNG stream
