@@ -180,10 +180,15 @@ def _replay_one_by_one_seconds(replayer):
     for seed, actions in zip(replayer.seeds, replayer.actions):
         e = make_env(renderer=replayer.renderer)
         e.reset(seed=seed)
-        t0 = time.perf_counter()
-        for a in actions:
-            e.step(a)
-        total += time.perf_counter() - t0
+        gc.collect()
+        gc.disable()  # as in _timed
+        try:
+            t0 = time.perf_counter()
+            for a in actions:
+                e.step(a)
+            total += time.perf_counter() - t0
+        finally:
+            gc.enable()
         e.close()
     return total
 
@@ -210,10 +215,12 @@ def bench_agent(r, quick, renderer, encoder="numpy"):
     for _ in range(rounds):
         a, e, _ = _timed(lambda: model.simulate(agent, train_mode=True, num_episode=1, seed=0,
                                                 max_len=steps), one)
-        single.append(a), replay.append(e)
+        single.append(a)
+        replay.append(e)
         a, e, (_, st) = _timed(lambda: model.simulate_batch(agent, list(range(n)), max_len=steps // 2,
                                                             renderer=renderer), many)
-        batched.append(a), replay_b.append(e)
+        batched.append(a)
+        replay_b.append(e)
     count, count_b = len(one.actions[0]), int(st.sum())
     one_by_one = _replay_one_by_one_seconds(many)
     single, replay, batched, replay_b = map(np.array, (single, replay, batched, replay_b))
