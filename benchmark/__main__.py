@@ -13,6 +13,7 @@ frames/s streamed vs in memory, peak memory vs episodes), rnn (training step), m
 of idle MPI ranks).
 """
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -120,6 +121,22 @@ class _Replayer:
         self.pending = [[] for _ in self.twins]
         return seconds
 
+    def one_by_one_seconds(self):
+        """The recorded episodes' env steps again, each on a fresh env of its own (no lockstep)."""
+        from env import make_env
+
+        total = 0.0
+        for seed, actions in zip(self.seeds, self.actions):
+            e = make_env(renderer=self.renderer)
+            e.reset(seed=seed)
+            with _gc_off():
+                t0 = time.perf_counter()
+                for a in actions:
+                    e.step(a)
+                total += time.perf_counter() - t0
+            e.close()
+        return total
+
 
 class _Recorder:
     """Wraps env i of a _Replayer's set: its twin is reset with it and replays its actions; the
@@ -154,43 +171,27 @@ class _Recorder:
         return getattr(self.env, name)
 
 
-def _timed(run, replayer):
-    """(agent seconds, env-alone seconds) of run(), which steps the replayer's recorded envs.
-
-    The garbage collector is off meanwhile (as timeit does): its passes land at random on
-    either side and only add noise."""
-    replayer.start_round()
+@contextlib.contextmanager
+def _gc_off():
+    """The garbage collector off while timing (as timeit does): its passes land at random on
+    either side of a comparison and only add noise."""
     gc.collect()
     gc.disable()
     try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _timed(run, replayer):
+    """(agent seconds, env-alone seconds) of run(), which steps the replayer's recorded envs."""
+    replayer.start_round()
+    with _gc_off():
         t0 = time.perf_counter()
         out = run()
         agent = time.perf_counter() - t0 - replayer.excluded
         replayer.flush()  # the last chunk, after the run
-    finally:
-        gc.enable()
     return agent, replayer.env_seconds, out
-
-
-def _replay_one_by_one_seconds(replayer):
-    """The recorded episodes' env steps again, each env on its own (no lockstep)."""
-    from env import make_env
-
-    total = 0.0
-    for seed, actions in zip(replayer.seeds, replayer.actions):
-        e = make_env(renderer=replayer.renderer)
-        e.reset(seed=seed)
-        gc.collect()
-        gc.disable()  # as in _timed
-        try:
-            t0 = time.perf_counter()
-            for a in actions:
-                e.step(a)
-            total += time.perf_counter() - t0
-        finally:
-            gc.enable()
-        e.close()
-    return total
 
 
 def bench_agent(r, quick, renderer, encoder="numpy"):
@@ -222,7 +223,7 @@ def bench_agent(r, quick, renderer, encoder="numpy"):
         batched.append(a)
         replay_b.append(e)
     count, count_b = len(one.actions[0]), int(st.sum())
-    one_by_one = _replay_one_by_one_seconds(many)
+    one_by_one = many.one_by_one_seconds()
     single, replay, batched, replay_b = map(np.array, (single, replay, batched, replay_b))
     key = f"agent_{renderer}" + ("" if encoder == "numpy" else f"_{encoder}")
     share, share_b = 1 - replay / single, 1 - replay_b / batched

@@ -88,10 +88,10 @@ def wait_for_window(env, name, proc=None, timeout=60):
         time.sleep(0.2)
     output, why = "", f"within {timeout}s"
     if proc is not None:
-        if proc.poll() is not None:
-            why = "before the program exited"
         if proc.poll() is None:
             proc.kill()
+        else:
+            why = "before the program exited"
         out, err = proc.communicate(timeout=30)
         output = f"\nprogram exit code {proc.returncode}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
     raise AssertionError(f"no window named {name!r} appeared on {env['DISPLAY']} {why} "

@@ -173,8 +173,7 @@ def test_help_shows_mpi_usage():
 
 
 def test_generation_tracks_independent_antithetic_or_common():
-    sys.path.insert(0, ROOT)
-    import train
+    import train  # conftest puts the project root on sys.path
 
     def seeds(**kw):
         return train.generation_seeds(np.random.default_rng(3), 6, 2, **kw)
