@@ -3,7 +3,8 @@
 Reads  series/series.npz: mu, logvar float16 (N,T,32), action float16 (N,T,3), length int32 (N,).
 Writes tf_rnn/rnn.json (every --save-every steps and at the end, atomically),
        tf_rnn/rnn_checkpoint.npz (weights, Adam state, step, seed: for --resume),
-       tf_rnn/rnn_log.json (loss and learning rate per step), tf_rnn/tb/ (TensorBoard scalars),
+       tf_rnn/rnn_log.json (loss and learning rate per step; with --holdout N also holdout_loss, M's loss
+       on the last N episodes, which it never trains on, at the start and every save), tf_rnn/tb/ (TensorBoard),
        tf_initial_z/initial_z.json ([mu, logvar] of the first frame of the first 1000 episodes, x10000 ints).
 
 Each step takes --batch-size random episodes (drawn from the seed and the step number; the
@@ -52,11 +53,16 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds weight init, episode choice and z sampling")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/" + CHECKPOINT)
     p.add_argument("--save-every", type=int, default=100, help="save rnn.json and the checkpoint every this many steps")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="keep the last N usable episodes out of training and log M's loss on them (at the "
+                        "start and at every save): shows whether M still learns or only memorises its episodes")
     p.add_argument("--debug-nan-at-step", type=int, default=0, help=argparse.SUPPRESS)  # test hook
     a = p.parse_args(argv)
     for flag in ("num_steps", "batch_size", "seq_len", "save_every"):
         if getattr(a, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
+    if a.holdout < 0:
+        raise UserError(f"--holdout must be 0 or more, got {a.holdout}")
     return a
 
 
@@ -124,6 +130,18 @@ def batches(series, usable, args, start):
         yield make_batch(series, idx, args.seq_len, rng)
 
 
+def holdout_loss(series, held, args, trainer):
+    """Mean MDN loss on the held-out episodes, z sampled from a fixed stream so that two
+    evaluations differ only by the weights."""
+    rng = np.random.default_rng([args.seed, 1, 0])  # a stream no training step draws
+    total = 0.0
+    for i in range(0, len(held), args.batch_size):
+        idx = held[i:i + args.batch_size]
+        x, y = make_batch(series, idx, args.seq_len, rng)
+        total += trainer.test_loss(x, y) * len(idx)
+    return total / len(held)
+
+
 def save_all(out_dir, model, trainer, step, log, args):
     """rnn.json (TF1 layout), then the checkpoint, then the log; each written atomically."""
     from rnn.keras_rnn import keras_to_weights
@@ -157,6 +175,12 @@ def main(argv=None):
     args = parse_args(argv)
     series = load_series(args.series)
     usable = usable_episodes(series, args.seq_len, args.series)
+    held = usable[len(usable) - args.holdout:] if args.holdout else usable[:0]
+    if args.holdout:
+        if args.holdout >= len(usable):
+            raise UserError(f"--holdout {args.holdout} leaves no episode to train on ({len(usable)} usable)")
+        usable = usable[:len(usable) - args.holdout]
+        print(f"held out the last {len(held)} episodes; training on {len(usable)}")
     write_initial_z(series, args.initial_z_out)
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -195,6 +219,19 @@ def main(argv=None):
         print(f"starting afresh: {ckpt_path} will be overwritten (use --resume to continue it)")
 
     writer = ScalarWriter(os.path.join(args.out_dir, "tb"))
+
+    def evaluate(step):
+        if len(held):
+            h = holdout_loss(series, held, args, trainer)
+            writer.scalars(step, {"holdout_loss": h})
+            print(f"step {step}: loss on the {len(held)} held-out episodes {h:.4f}")
+            return {"holdout_loss": round(h, 6)}
+        return {}
+
+    if len(held) and not (log and "holdout_loss" in log[-1]):  # the loss before this run trains
+        if not (log and log[-1]["step"] == start):
+            log.append({"step": start})
+        log[-1].update(evaluate(start))
     last_saved = start if args.resume else None
     t0 = time.time()
     bar = tqdm(range(start, args.num_steps), initial=start, total=args.num_steps, desc="rnn", unit="step")
@@ -216,6 +253,7 @@ def main(argv=None):
         bar.set_postfix(loss=f"{loss:.4f}")
         late = args.max_minutes > 0 and time.time() - t0 > args.max_minutes * 60
         if (step + 1) % args.save_every == 0 or step + 1 == args.num_steps or late:
+            log[-1].update(evaluate(step + 1))
             save_all(args.out_dir, model, trainer, step + 1, log, args)
             last_saved = step + 1
         if late:

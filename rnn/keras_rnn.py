@@ -134,6 +134,10 @@ class Trainer:
         finite = bool(ops.all(ops.stack([ops.all(ops.isfinite(v)) for v in self.model.trainable_variables])))
         return loss, finite
 
+    def test_loss(self, x, y):
+        """The loss on inputs x and targets y, weights left as they are."""
+        return float(self.model.test_on_batch(np.asarray(x, np.float32), np.asarray(y, np.float32)))
+
     @property
     def iterations(self):
         return int(ops.convert_to_numpy(self.optimizer.iterations))

@@ -164,3 +164,24 @@ def test_max_minutes_stops_with_everything_saved(runs, capsys):
     assert meta["step"] == 1 and int(opt_iterations) == 1  # saved at the step it stopped, not at 20
     assert "--max-minutes 1e-06 reached at step 1" in capsys.readouterr().out
     assert [r["step"] for r in json.load(open(out / rnn_train.LOG))] == [1]
+
+
+def test_holdout_episodes_are_scored_and_never_trained_on(runs, monkeypatch):
+    """Lengths (15, 15, 12, 15, 8, 15): episode 4 is too short, so the usable ones are 0 1 2 3 5
+    and --holdout 2 keeps 3 and 5 out of every training batch."""
+    drawn, real = [], rnn_train.make_batch
+    monkeypatch.setattr(rnn_train, "make_batch", lambda s, idx, *a: drawn.append(set(idx.tolist())) or real(s, idx, *a))
+    out = train(runs["tmp"], "held", "--num-steps", "4", "--save-every", "2", "--holdout", "2")
+    log = json.load(open(out / rnn_train.LOG))
+    scored = [r for r in log if "holdout_loss" in r]
+    assert [r["step"] for r in scored] == [0, 2, 4] and all(np.isfinite(r["holdout_loss"]) for r in scored)
+    assert drawn[0] == {3, 5} and drawn.count({3, 5}) == 3  # evaluated at steps 0, 2 and 4
+    training = [d for d in drawn if d != {3, 5}]
+    assert len(training) == 4 and not set().union(*training) & {3, 5}
+
+    # the same weights score the same: resuming re-evaluates nothing, a fresh evaluation matches
+    drawn.clear()
+    train(runs["tmp"], "held", "--num-steps", "4", "--holdout", "2", "--resume")
+    assert drawn == []
+    with pytest.raises(UserError, match="--holdout 5 leaves no episode to train on"):
+        train(runs["tmp"], "held2", "--num-steps", "1", "--holdout", "5")
