@@ -239,6 +239,8 @@ def parse_args(argv):
                    help="stop (saving everything) after this many minutes of training in this run (0: no limit)")
     p.add_argument("--out", default=config.TF_VAE_PATH, help="vae.json to write; logs go beside it")
     p.add_argument("--resume", action="store_true", help="continue from vae_ckpt.npz beside --out")
+    p.add_argument("--init", help="start from these vae.json weights with a fresh Adam (to train a V "
+                                  "further on new data, e.g. vae/vae.json); a checkpoint resumed wins")
     p.add_argument("--save-every", type=int, default=1000, help="save vae.json + checkpoint every N steps")
     p.add_argument("--log-every", type=int, default=10, help="log mean losses every N steps")
     p.add_argument("--shuffle-episodes", type=int, default=16,
@@ -335,6 +337,14 @@ def main(argv=None):
     elif os.path.exists(ckpt_path):
         report(f"note: starting from scratch; {ckpt_path} will be overwritten (pass --resume to continue it)")
 
+    if args.init and not step:
+        from vae.keras_vae import weights_to_keras
+        from vae.vae import ConvVAE
+
+        v = ConvVAE(z_size=config.Z_SIZE)
+        v.load_json(args.init)  # a clear error naming the file
+        weights_to_keras(model, v.get_weights())
+        print(f"starting from the weights of {args.init}")
     device = training_device()
     print(f"training V on {device}: {len(paths)} episodes, {sum(lengths)} frames, "
           f"batch {args.batch_size}, {args.epochs} epochs, lr {args.lr}")

@@ -172,3 +172,15 @@ def test_max_minutes_stops_with_everything_saved(record, tmp_path, capsys):
     with np.load(tmp_path / "vae_ckpt.npz") as d:
         assert json.loads(str(d["meta"]))["step"] == 1
     ConvVAE().load_json(str(tmp_path / "vae.json"))
+
+
+def test_init_starts_from_given_weights(record, tmp_path):
+    """With lr 0 Adam moves nothing, so the saved V is the --init V, and without --init it is not."""
+    start = tmp_path / "start.json"
+    ConvVAE(seed=5).save_json(str(start))
+    vae_train.main(tiny_args(record, tmp_path / "a", "--max-steps", "1", "--lr", "0", "--init", str(start)))
+    vae_train.main(tiny_args(record, tmp_path / "b", "--max-steps", "1", "--lr", "0"))
+    assert (tmp_path / "a" / "vae.json").read_bytes() == start.read_bytes()
+    assert (tmp_path / "b" / "vae.json").read_bytes() != start.read_bytes()
+    with pytest.raises(UserError, match="missing.json"):
+        vae_train.main(tiny_args(record, tmp_path / "c", "--max-steps", "1", "--init", str(tmp_path / "missing.json")))
