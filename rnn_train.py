@@ -52,6 +52,8 @@ def parse_args(argv=None):
                    help="stop (saving everything) after this many minutes of training in this run (0: no limit)")
     p.add_argument("--seed", type=int, default=0, help="seeds weight init, episode choice and z sampling")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/" + CHECKPOINT)
+    p.add_argument("--init", help="start from these rnn.json weights with a fresh Adam (to train an M "
+                                  "further on new data, e.g. rnn/rnn.json); a checkpoint resumed wins")
     p.add_argument("--save-every", type=int, default=100, help="save rnn.json and the checkpoint every this many steps")
     p.add_argument("--holdout", type=int, default=0,
                    help="keep the last N usable episodes out of training and log M's loss on them (at the "
@@ -217,6 +219,14 @@ def main(argv=None):
             return 0
     elif os.path.exists(ckpt_path):
         print(f"starting afresh: {ckpt_path} will be overwritten (use --resume to continue it)")
+    if args.init and not args.resume:
+        from rnn.keras_rnn import weights_to_keras
+        from rnn.rnn import MDNRNN
+
+        m = MDNRNN()
+        m.load_json(args.init)  # a clear error naming the file
+        weights_to_keras(model, m.weights)
+        print(f"starting from the weights of {args.init}")
 
     writer = ScalarWriter(os.path.join(args.out_dir, "tb"))
 

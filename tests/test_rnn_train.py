@@ -185,3 +185,17 @@ def test_holdout_episodes_are_scored_and_never_trained_on(runs, monkeypatch):
     assert drawn == []
     with pytest.raises(UserError, match="--holdout 5 leaves no episode to train on"):
         train(runs["tmp"], "held2", "--num-steps", "1", "--holdout", "5")
+
+
+def test_init_starts_from_given_weights(runs):
+    """With lr 0 Adam moves nothing, so the saved M is the --init M, and without --init it is not."""
+    start = runs["tmp"] / "start.json"
+    m = MDNRNN()
+    m.set_random_params(stdev=0.1)
+    m.save_json(str(start))
+    a = train(runs["tmp"], "init_a", "--num-steps", "1", "--lr", "0", "--init", str(start))
+    b = train(runs["tmp"], "init_b", "--num-steps", "1", "--lr", "0")
+    assert (a / "rnn.json").read_bytes() == start.read_bytes()
+    assert (b / "rnn.json").read_bytes() != start.read_bytes()
+    with pytest.raises(UserError, match="missing.json"):
+        train(runs["tmp"], "init_c", "--num-steps", "1", "--init", str(runs["tmp"] / "missing.json"))
