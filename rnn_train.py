@@ -4,7 +4,8 @@ Reads  series/series.npz: mu, logvar float16 (N,T,32), action float16 (N,T,3), l
 Writes tf_rnn/rnn.json (every --save-every steps and at the end, atomically),
        tf_rnn/rnn_checkpoint.npz (weights, Adam state, step, seed: for --resume),
        tf_rnn/rnn_log.json (loss and learning rate per step; with --holdout N also holdout_loss, M's loss
-       on the last N episodes, which it never trains on, at the start and every save), tf_rnn/tb/ (TensorBoard),
+       on the last N episodes, which it never trains on, at the start and every save, and holdout_floor, the
+       entropy of V's sampling noise on them, below which no M scores), tf_rnn/tb/ (TensorBoard),
        tf_initial_z/initial_z.json ([mu, logvar] of the first frame of the first 1000 episodes, x10000 ints).
 
 Each step takes --batch-size random episodes (drawn from the seed and the step number; the
@@ -144,6 +145,13 @@ def holdout_loss(series, held, args, trainer):
     return total / len(held)
 
 
+def noise_floor(series, held, args):
+    """The loss of an M that knew every next mu exactly: the entropy of the sampled targets
+    z = mu + exp(logvar/2) * eps, mean over the held-out targets and dims. No M can score below it."""
+    logvar = series["logvar"][held, 1:args.seq_len + 1].astype(np.float64)
+    return float(np.mean(0.5 * np.log(2 * np.pi * np.e) + logvar / 2))
+
+
 def save_all(out_dir, model, trainer, step, log, args):
     """rnn.json (TF1 layout), then the checkpoint, then the log; each written atomically."""
     from rnn.keras_rnn import keras_to_weights
@@ -241,7 +249,10 @@ def main(argv=None):
     if len(held) and not (log and "holdout_loss" in log[-1]):  # the loss before this run trains
         if not (log and log[-1]["step"] == start):
             log.append({"step": start})
-        log[-1].update(evaluate(start))
+        floor = noise_floor(series, held, args)
+        print(f"noise floor of the held-out episodes {floor:.4f} "
+              "(the entropy of V's sampling noise: no M's expected loss is lower)")
+        log[-1].update(evaluate(start), holdout_floor=round(floor, 6))
     last_saved = start if args.resume else None
     t0 = time.time()
     bar = tqdm(range(start, args.num_steps), initial=start, total=args.num_steps, desc="rnn", unit="step")

@@ -175,6 +175,8 @@ def test_holdout_episodes_are_scored_and_never_trained_on(runs, monkeypatch):
     log = json.load(open(out / rnn_train.LOG))
     scored = [r for r in log if "holdout_loss" in r]
     assert [r["step"] for r in scored] == [0, 2, 4] and all(np.isfinite(r["holdout_loss"]) for r in scored)
+    # logvar is -3 everywhere: the entropy of N(mu, e^-3) is log(2 pi e) / 2 - 3 / 2
+    assert log[0]["holdout_floor"] == pytest.approx(0.5 * np.log(2 * np.pi * np.e) - 1.5, abs=1e-6)
     assert drawn[0] == {3, 5} and drawn.count({3, 5}) == 3  # evaluated at steps 0, 2 and 4
     training = [d for d in drawn if d != {3, 5}]
     assert len(training) == 4 and not set().union(*training) & {3, 5}
