@@ -5,7 +5,7 @@ Writes tf_rnn/rnn.json (every --save-every steps and at the end, atomically),
        tf_rnn/rnn_checkpoint.npz (weights, Adam state, step, seed: for --resume),
        tf_rnn/rnn_log.json (loss and learning rate per step; with --holdout N also holdout_loss, M's loss
        on the last N episodes, which it never trains on, at the start and every save, and holdout_floor, the
-       entropy of V's sampling noise on them, below which no M scores), tf_rnn/tb/ (TensorBoard),
+       entropy of V's sampling noise on them, no M's expected loss being lower), tf_rnn/tb/ (TensorBoard),
        tf_initial_z/initial_z.json ([mu, logvar] of the first frame of the first 1000 episodes, x10000 ints).
 
 Each step takes --batch-size random episodes (drawn from the seed and the step number; the
@@ -147,7 +147,7 @@ def holdout_loss(series, held, args, trainer):
 
 def noise_floor(series, held, args):
     """The loss of an M that knew every next mu exactly: the entropy of the sampled targets
-    z = mu + exp(logvar/2) * eps, mean over the held-out targets and dims. No M can score below it."""
+    z = mu + exp(logvar/2) * eps, mean over the held-out targets and dims. No M's expected loss is lower."""
     logvar = series["logvar"][held, 1:args.seq_len + 1].astype(np.float64)
     return float(np.mean(0.5 * np.log(2 * np.pi * np.e) + logvar / 2))
 
@@ -185,11 +185,11 @@ def main(argv=None):
     args = parse_args(argv)
     series = load_series(args.series)
     usable = usable_episodes(series, args.seq_len, args.series)
-    held = usable[len(usable) - args.holdout:] if args.holdout else usable[:0]
+    held = usable[:0]
     if args.holdout:
         if args.holdout >= len(usable):
             raise UserError(f"--holdout {args.holdout} leaves no episode to train on ({len(usable)} usable)")
-        usable = usable[:len(usable) - args.holdout]
+        usable, held = usable[:-args.holdout], usable[-args.holdout:]
         print(f"held out the last {len(held)} episodes; training on {len(usable)}")
     write_initial_z(series, args.initial_z_out)
     os.makedirs(args.out_dir, exist_ok=True)
