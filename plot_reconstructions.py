@@ -18,7 +18,7 @@ def pick_frames(record_dir, n, seed, off_field=False):
     """n frames from n different episodes (uint8 (n,64,64,3)) and their names. Unless
     off_field, frames with road in view are preferred: the random policy spends most of its
     time on grass or past the playfield (all black), which says little about the road."""
-    from vae_train import BadRecord, list_records, load_episode
+    from records import BadRecord, list_records, load_episode
 
     files = list_records(record_dir)  # raises a clear UserError when there are none
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from vae_train import prefetch  # noqa: E402
+from records import prefetch  # noqa: E402
 from common import (ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, read_json,  # noqa: E402
                     training_device)
 

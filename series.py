@@ -19,7 +19,7 @@ import numpy as np
 import config
 from common import UserError, atomic_savez, main_guard
 from vae.vae import ConvVAE
-from vae_train import BadRecord, list_records, load_many, prefetch, scan_records
+from records import BadRecord, list_records, load_many, prefetch, scan_records
 
 
 def parse_args(argv):

@@ -8,165 +8,28 @@ Writes (in the folder of --out, default tf_vae/):
   vae.json       the weights in the original's format, atomically, every --save-every steps,
                  at each epoch end and at the end;
   vae_ckpt.npz   weights + Adam state + epoch/step counters, for --resume;
-  vae_log.json   loss, r_loss, kl_loss every --log-every steps; tb/ the same for TensorBoard.
+  vae_log.json   loss, r_loss, kl_loss every --log-every steps; with --holdout N also "holdout":
+                 the same losses on frames of the last N episodes, which V never trains on, at
+                 the start and every save (does more data help V, or does it memorise?);
+                 tb/ the same for TensorBoard.
 Corrupt or truncated npz files are reported and skipped. Uses a GPU if Keras's backend sees one:
 TensorFlow by default, or PyTorch with KERAS_BACKEND=torch.
 """
 import argparse
 import json
 import os
-import queue
 import sys
-import threading
 import time
-import zipfile
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import config
-from common import ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, training_device
-
-FRAME_SHAPE = (config.FRAME_SIZE, config.FRAME_SIZE, 3)
-
-
-# --- record files (series.py uses these too) ------------------------------------------------
-class BadRecord(Exception):
-    """An npz in record/ that cannot be used; the message says why."""
+from common import ScalarWriter, UserError, atomic_write_json, main_guard, training_device
+from records import FRAME_SHAPE, BadRecord, list_records, load_many, prefetch, scan_records
+HOLDOUT_FRAMES = 4000  # held-out frames scored at each save (--holdout)
 
 
-def list_records(record_dir, num_episodes=None):
-    """The first num_episodes *.npz of record_dir in sorted order, as the original took them."""
-    if not os.path.isdir(record_dir):
-        raise UserError(f"record folder {record_dir} does not exist: run extract.py first or pass --record-dir")
-    names = sorted(n for n in os.listdir(record_dir) if n.endswith(".npz"))
-    if not names:
-        raise UserError(f"no .npz episodes in {record_dir}: run extract.py first or pass --record-dir")
-    return [os.path.join(record_dir, n) for n in names[:num_episodes]]
-
-
-def npz_headers(path):
-    """{member: (shape, dtype)} read from the .npy headers only: no frame is decompressed."""
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                with zf.open(member) as f:
-                    version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(f)
-                out[member[:-4] if member.endswith(".npy") else member] = (shape, dtype)
-    except Exception as e:  # zip and npy readers raise many types on damaged files
-        raise BadRecord(f"{type(e).__name__}: {e}") from None
-    return out
-
-
-def check_headers(path, with_action=False):
-    """Episode length T from the headers; BadRecord if obs (or action) has the wrong form."""
-    heads = npz_headers(path)
-    if "obs" not in heads:
-        raise BadRecord(f"no 'obs' array (has {sorted(heads)})")
-    shape, dtype = heads["obs"]
-    if len(shape) != 4 or tuple(shape[1:]) != FRAME_SHAPE or dtype != np.uint8 or shape[0] < 1:
-        raise BadRecord(f"'obs' is {dtype} {shape}, expected uint8 (T,64,64,3) with T >= 1")
-    if with_action:
-        if "action" not in heads:
-            raise BadRecord("no 'action' array")
-        ashape, _ = heads["action"]
-        if tuple(ashape) != (shape[0], config.ACTION_SIZE):
-            raise BadRecord(f"'action' is {ashape}, expected ({shape[0]}, {config.ACTION_SIZE})")
-    return int(shape[0])
-
-
-def scan_records(paths, report, with_action=False):
-    """(usable paths, their lengths); each unusable file is reported with the reason."""
-    good, lengths = [], []
-    for path in paths:
-        try:
-            lengths.append(check_headers(path, with_action))
-            good.append(path)
-        except BadRecord as e:
-            report(f"skipping {path}: {e}")
-    return good, lengths
-
-
-def load_episode(path, with_action=False):
-    """obs uint8 (T,64,64,3) [and action (T,3)], fully read and checked; BadRecord if damaged."""
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            obs = d["obs"]
-            action = d["action"] if with_action else None
-    except Exception as e:  # truncated zips, CRC errors, missing keys: all mean "unusable"
-        raise BadRecord(f"{type(e).__name__}: {e}") from None
-    if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[1:] != FRAME_SHAPE or len(obs) < 1:
-        raise BadRecord(f"'obs' is {obs.dtype} {obs.shape}, expected uint8 (T,64,64,3)")
-    if with_action:
-        if action.shape != (len(obs), config.ACTION_SIZE):
-            raise BadRecord(f"'action' is {action.shape}, expected ({len(obs)}, {config.ACTION_SIZE})")
-        return obs, action
-    return obs
-
-
-def load_many(paths, with_action=False, threads=None):
-    """load_episode of each path, in order, read by parallel threads (zlib releases the GIL:
-    one thread inflates ~40k frames/s, short of a GPU's appetite); a damaged file gives its
-    BadRecord in place of the episode."""
-    def one(path):
-        try:
-            return load_episode(path, with_action)
-        except BadRecord as e:
-            return e
-
-    threads = min(threads or os.cpu_count() or 1, 8, len(paths))
-    if threads <= 1:
-        return [one(p) for p in paths]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, paths))
-
-
-def prefetch(iterable, ahead=2):
-    """Run `iterable` in a thread that keeps at most `ahead` items made beyond the one in
-    use: file reading overlaps compute (zlib, BLAS and TF release the GIL) with bounded
-    memory. Exceptions of the producer are raised here."""
-    q = queue.Queue()
-    slots = threading.Semaphore(ahead)  # a slot is given back when the consumer asks for the next item
-    stop = threading.Event()
-    done = object()
-
-    def work():
-        try:
-            it = iter(iterable)
-            while True:
-                while not slots.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
-                    return
-                try:
-                    item = next(it)
-                except StopIteration:
-                    q.put((True, done))
-                    return
-                q.put((True, item))
-        except BaseException as e:
-            q.put((False, e))
-
-    threading.Thread(target=work, daemon=True).start()
-    try:
-        while True:
-            ok, item = q.get()
-            if not ok:
-                raise item
-            if item is done:
-                return
-            yield item
-            item = None
-            slots.release()
-    finally:
-        stop.set()
-
-
+# --- V's training stream -------------------------------------------------------------------
 class FrameStream:
     """Shuffled batches of frames without holding the data set: epoch e visits the files in
     a permutation seeded by (seed, e), loads them `block` at a time, and yields the block's
@@ -222,6 +85,18 @@ class FrameStream:
             skip = 0
 
 
+def holdout_frames(paths, report):
+    """Every k-th frame of the held-out episodes, at most HOLDOUT_FRAMES of them (a fixed set:
+    the same frames at every evaluation, cheap enough to score on a CPU at each save)."""
+    episodes = [o for o in load_many(paths) if not isinstance(o, BadRecord)]
+    if len(episodes) < len(paths):
+        report(f"note: {len(paths) - len(episodes)} held-out episodes are damaged and not scored")
+    if not episodes:
+        return np.zeros((0,) + FRAME_SHAPE, np.uint8)
+    frames = np.concatenate(episodes)
+    return frames[::-(-len(frames) // HOLDOUT_FRAMES)]
+
+
 # --- training -----------------------------------------------------------------------------
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -245,52 +120,16 @@ def parse_args(argv):
     p.add_argument("--log-every", type=int, default=10, help="log mean losses every N steps")
     p.add_argument("--shuffle-episodes", type=int, default=16,
                    help="episodes whose frames are shuffled together (memory: ~12 MB each)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="keep the last N episodes out of training and log V's loss on them at each save")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.holdout < 0:
+        raise UserError(f"--holdout must be 0 or more, got {args.holdout}")
     for flag in ("epochs", "batch_size", "num_episodes", "save_every", "log_every", "shuffle_episodes"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
     return args
-
-
-def save_checkpoint(path, model, meta):
-    arrays = {f"w{i:03d}": w for i, w in enumerate(_weights(model))}
-    opt = model.optimizer_state()
-    arrays.update({f"opt{i:03d}": v for i, (_, v) in enumerate(opt)})
-    arrays["opt_paths"] = np.array([p for p, _ in opt])
-    arrays["meta"] = np.array(json.dumps(meta))
-    atomic_savez(path, compressed=False, **arrays)
-
-
-def load_checkpoint(path, model):
-    """Restore weights and Adam state into model; returns the meta dict."""
-    from vae.keras_vae import weights_to_keras
-
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            weights = [d[k] for k in sorted(d.files) if k.startswith("w")]
-            opt = [d[k] for k in sorted(d.files) if k.startswith("opt") and k != "opt_paths"]
-            meta = json.loads(str(d["meta"]))
-        weights_to_keras(model, weights)
-        model.set_optimizer_state(opt)
-    except Exception as e:
-        raise UserError(f"checkpoint {path} cannot be resumed ({type(e).__name__}: {e}); "
-                        "delete it to start from scratch")
-    return meta
-
-
-def _weights(model):
-    from vae.keras_vae import keras_to_weights
-
-    return keras_to_weights(model)
-
-
-def save_json(path, model):
-    from vae.vae import ConvVAE
-
-    v = ConvVAE(z_size=model.z_size)
-    v.set_weights(_weights(model))
-    v.save_json(path)
 
 
 def main(argv=None):
@@ -304,12 +143,17 @@ def main(argv=None):
     if not paths:
         raise UserError(f"no usable episodes in {args.record_dir} (all damaged, see above): "
                         "re-run extract.py")
+    held = []
+    if args.holdout:
+        if args.holdout >= len(paths):
+            raise UserError(f"--holdout {args.holdout} leaves no episode to train on ({len(paths)} usable)")
+        held, paths, lengths = paths[-args.holdout:], paths[:-args.holdout], lengths[:-args.holdout]
     if sum(lengths) < args.batch_size:
         raise UserError(f"{sum(lengths)} frames in {args.record_dir} are fewer than --batch-size {args.batch_size}")
     stream = FrameStream(paths, lengths, args.batch_size, args.seed, args.shuffle_episodes, report)
 
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow loads
-    from vae.keras_vae import build_vae
+    from vae.keras_vae import build_vae, load_checkpoint, save_checkpoint, save_json
     import keras
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
@@ -319,7 +163,7 @@ def main(argv=None):
     model = build_vae(config.Z_SIZE, args.kl_tolerance, args.lr)
     data_id = {"files": len(paths), "frames": int(sum(lengths)), "batch_size": args.batch_size,
                "shuffle_episodes": args.shuffle_episodes, "seed": args.seed}
-    step, epoch, step_in_epoch, entries, elapsed0 = 0, 0, 0, [], 0.0
+    step, epoch, step_in_epoch, entries, holdout_log, elapsed0 = 0, 0, 0, [], [], 0.0
     if args.resume and os.path.exists(ckpt_path):
         meta = load_checkpoint(ckpt_path, model)
         model.optimizer.learning_rate.assign(args.lr)
@@ -330,7 +174,9 @@ def main(argv=None):
                    f"({meta.get('data')} -> {data_id}); the position inside epoch {epoch} is approximate")
         if os.path.exists(log_path):
             with open(log_path) as f:
-                entries = [e for e in json.load(f).get("entries", []) if e["step"] <= step]
+                old = json.load(f)
+            entries = [e for e in old.get("entries", []) if e["step"] <= step]
+            holdout_log = [e for e in old.get("holdout", []) if e["step"] <= step]
         print(f"resuming {ckpt_path}: epoch {epoch}, step {step}")
     elif args.resume:
         report(f"note: no checkpoint {ckpt_path}; starting from scratch")
@@ -349,6 +195,18 @@ def main(argv=None):
     print(f"training V on {device}: {len(paths)} episodes, {sum(lengths)} frames, "
           f"batch {args.batch_size}, {args.epochs} epochs, lr {args.lr}")
     writer = ScalarWriter(os.path.join(out_dir, "tb"))
+    held_frames = holdout_frames(held, report)
+
+    def evaluate():
+        if len(held_frames) and not (holdout_log and holdout_log[-1]["step"] == step):
+            loss, r_loss, kl_loss = model.eval_losses(held_frames, np.array([args.seed, -1], np.int64))
+            holdout_log.append({"step": step, "loss": round(loss, 4), "r_loss": round(r_loss, 4),
+                                "kl_loss": round(kl_loss, 4), "frames": len(held_frames)})
+            writer.scalars(step, {"holdout_loss": loss, "holdout_r_loss": r_loss, "holdout_kl_loss": kl_loss})
+            report(f"held-out ({len(held_frames)} frames of {len(held)} episodes) at step {step}: "
+                   f"loss {loss:.2f} (r {r_loss:.2f}, kl {kl_loss:.2f})")
+
+    evaluate()  # before this run trains
     t_start = time.time()
 
     last_saved = None
@@ -360,9 +218,13 @@ def main(argv=None):
         last_saved = (step, epoch)
         meta = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "data": data_id,
                 "seconds": elapsed0 + time.time() - t_start}
+        evaluate()
         save_checkpoint(ckpt_path, model, meta)
         save_json(args.out, model)
-        atomic_write_json(log_path, {"args": vars(args), "device": device, "entries": entries}, indent=1)
+        log = {"args": vars(args), "device": device, "entries": entries}
+        if held:
+            log["holdout"] = holdout_log
+        atomic_write_json(log_path, log, indent=1)
 
     total = sum(stream.steps_per_epoch(e) for e in range(args.epochs))
     if args.max_steps:

@@ -78,6 +78,7 @@ def vae_train_fps(stream=True, steps=10, batch=100, episodes=4, frames=300):
     """Frames/s of vae_train's training step at batch `batch` on this machine's CPU/GPU, after
     two warm-up steps. stream=True reads batches through vae_train's FrameStream + prefetch
     from a temporary record folder; stream=False indexes an array already in memory."""
+    import records
     import vae_train
     from vae.keras_vae import build_vae
 
@@ -85,7 +86,7 @@ def vae_train_fps(stream=True, steps=10, batch=100, episodes=4, frames=300):
     with tempfile.TemporaryDirectory() as tmp:
         if stream:
             write_record(tmp, episodes, frames)
-            paths, lengths = vae_train.scan_records(vae_train.list_records(tmp), print)
+            paths, lengths = records.scan_records(records.list_records(tmp), print)
             stream_ = vae_train.FrameStream(paths, lengths, batch, seed=0, block=2)
 
             def batches():
@@ -93,7 +94,7 @@ def vae_train_fps(stream=True, steps=10, batch=100, episodes=4, frames=300):
                 while True:
                     yield from stream_.epoch(epoch)
                     epoch += 1
-            source = vae_train.prefetch(batches())
+            source = records.prefetch(batches())
         else:
             data = synthetic_frames(episodes * frames)
             rng = np.random.default_rng(0)

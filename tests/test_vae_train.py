@@ -1,4 +1,4 @@
-"""vae_train.py (streamed training, checkpoints, resume, damaged files) and series.py, on a
+"""records.py + vae_train.py (streamed training, checkpoints, resume, damaged files) and series.py, on a
 tiny synthetic record/ of 4 episodes of unequal length."""
 import json
 import os
@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import records
 import series
 import vae_train
 from common import UserError
@@ -59,7 +60,7 @@ def tiny_args(record, out, *extra):
 
 
 def test_frame_stream_shuffles_across_episodes_and_skips_exactly(record):
-    paths, lengths = vae_train.scan_records(vae_train.list_records(str(record)), print)
+    paths, lengths = records.scan_records(records.list_records(str(record)), print)
     assert lengths == LENGTHS
     stream = vae_train.FrameStream(paths, lengths, 8, seed=0, block=4)
     e0 = list(stream.epoch(0))
@@ -184,3 +185,27 @@ def test_init_starts_from_given_weights(record, tmp_path):
     assert (tmp_path / "b" / "vae.json").read_bytes() != start.read_bytes()
     with pytest.raises(UserError, match="missing.json"):
         vae_train.main(tiny_args(record, tmp_path / "c", "--max-steps", "1", "--init", str(tmp_path / "missing.json")))
+
+
+def test_holdout_scores_the_last_episodes_it_never_trains_on(record, tmp_path):
+    start = tmp_path / "start.json"
+    ConvVAE(seed=5).save_json(str(start))
+    vae_train.main(tiny_args(record, tmp_path, "--max-steps", "4", "--save-every", "2", "--lr", "0",
+                             "--init", str(start), "--holdout", "1"))
+    with np.load(tmp_path / "vae_ckpt.npz") as d:  # trained on ep0-ep2 only
+        assert json.loads(str(d["meta"]))["data"]["frames"] == sum(LENGTHS[:3])
+    held = json.loads((tmp_path / "vae_log.json").read_text())["holdout"]
+    assert [h["step"] for h in held] == [0, 2, 4] and {h["frames"] for h in held} == {LENGTHS[3]}
+    # lr 0 and a fixed noise seed: the same score each time; the KL term needs no noise, so NumPy's
+    # encoder gives it: the per-frame KL floored at kl_tolerance * z_size, averaged over ep3's frames
+    assert len({(h["r_loss"], h["kl_loss"]) for h in held}) == 1
+    v = ConvVAE()
+    v.load_json(str(start))
+    with np.load(record / "ep3.npz") as ep:
+        mu, logvar = v.encode_mu_logvar(ep["obs"])
+    kl = -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar), axis=1)
+    assert held[0]["kl_loss"] == pytest.approx(np.maximum(kl, 0.5 * 32).mean(), rel=1e-3)
+    assert 0 < held[0]["r_loss"] < 64 * 64 * 3
+    assert held[0]["loss"] == pytest.approx(held[0]["r_loss"] + held[0]["kl_loss"], abs=1e-3)
+    with pytest.raises(UserError, match="--holdout 4 leaves no episode"):
+        vae_train.main(tiny_args(record, tmp_path / "b", "--holdout", "4"))

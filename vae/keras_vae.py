@@ -6,6 +6,7 @@ list in vae.json order with no reshaping. Written in keras.ops only, so it train
 TensorFlow backend (the default) or with KERAS_BACKEND=torch (a GPU machine without
 TensorFlow); see common.keras_backend. Import this module only where training happens.
 """
+import json
 import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN is off by default on AMD CPUs: 6x slower
@@ -15,8 +16,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from common import keras_backend  # noqa: E402
-from vae.vae import DEC_DECONVS, ENC_CONVS, param_layout  # noqa: E402
+from common import UserError, atomic_savez, keras_backend  # noqa: E402
+from vae.vae import DEC_DECONVS, ENC_CONVS, ConvVAE, param_layout  # noqa: E402
 
 if keras_backend() == "torch":  # (a clear error for a backend the train step is not tested on)
     import torch
@@ -98,6 +99,19 @@ class KerasVAE:
         out = self.model.train_on_batch(x_uint8, return_dict=True)
         return out["loss"], out["r_loss"], out["kl_loss"]
 
+    def eval_losses(self, x_uint8, noise_seed, batch_size=100):
+        """(loss, r_loss, kl_loss) of train_step's loss on frames it does not train on (held-out
+        frames), z sampled from noise_seed; means over all the frames."""
+        state = self.model.noise.state
+        state.assign(np.asarray(noise_seed).astype(state.dtype))
+        sums = np.zeros(3)
+        for i in range(0, len(x_uint8), batch_size):
+            x = x_uint8[i:i + batch_size]
+            y, mu, logvar, x_float = self.model(x, training=False)
+            losses = vae_loss(x_float, y, mu, logvar, self.kl_tolerance)
+            sums += len(x) * np.array([float(ops.convert_to_numpy(v)) for v in losses])
+        return tuple((sums / max(1, len(x_uint8))).tolist())
+
     # --- optimizer state, for checkpoints -------------------------------------------------
     def optimizer_state(self):
         """[(path, value)] of every Adam variable (step count, moments); builds it if needed."""
@@ -152,3 +166,36 @@ def weights_to_keras(model, weights):
             raise ValueError(f"variable {i} ({name}): expected {shape}, found {np.shape(weights[i])}")
     for j, layer in enumerate(model.ordered_layers()):
         layer.set_weights([np.asarray(weights[2 * j], np.float32), np.asarray(weights[2 * j + 1], np.float32)])
+
+
+# --- files of vae_train.py ----------------------------------------------------------------
+def save_checkpoint(path, model, meta):
+    """Weights, Adam state and the meta dict (step counters, data identity) in one npz, atomically."""
+    arrays = {f"w{i:03d}": w for i, w in enumerate(keras_to_weights(model))}
+    opt = model.optimizer_state()
+    arrays.update({f"opt{i:03d}": v for i, (_, v) in enumerate(opt)})
+    arrays["opt_paths"] = np.array([p for p, _ in opt])
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_savez(path, compressed=False, **arrays)
+
+
+def load_checkpoint(path, model):
+    """Restore weights and Adam state into model; returns the meta dict."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            weights = [d[k] for k in sorted(d.files) if k.startswith("w")]
+            opt = [d[k] for k in sorted(d.files) if k.startswith("opt") and k != "opt_paths"]
+            meta = json.loads(str(d["meta"]))
+        weights_to_keras(model, weights)
+        model.set_optimizer_state(opt)
+    except Exception as e:
+        raise UserError(f"checkpoint {path} cannot be resumed ({type(e).__name__}: {e}); "
+                        "delete it to start from scratch")
+    return meta
+
+
+def save_json(path, model):
+    """The weights as a vae.json (the original's format), atomically."""
+    v = ConvVAE(z_size=model.z_size)
+    v.set_weights(keras_to_weights(model))
+    v.save_json(path)
