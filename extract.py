@@ -1,14 +1,29 @@
-"""Random-policy rollouts: the first stage of the pipeline (one worker).
+"""Rollouts that make V's and M's training data: the first stage of the pipeline (one worker).
 
-Drives the agent with random weights (Cauchy-distributed controller, VAE and MDN-RNN weights
-scaled by rand()*0.01, new for every episode, as the original did) for full 1000-frame
-episodes, ignoring the end of the episode, and writes one file per episode:
+The default policy is the original's: random weights (Cauchy-distributed controller, VAE and
+MDN-RNN weights scaled by rand()*0.01, new for every episode) for full 1000-frame episodes,
+ignoring the end of the episode. Random weights mostly crawl, so the states a good driver
+lives in (speed, corners, skids, recoveries) are rare in that data; `--policy` adds drivers
+that go there (the paper's "iterative training": data from the agent itself):
+
+    random   the original's random-weights agent (default)
+    agent    a trained controller (--controller FILE, with vae/ and rnn/) plus temporally
+             correlated (Ornstein-Uhlenbeck) action noise; each episode draws its noise scale
+             uniformly in [0, --noise], so the data spans on-policy to very noisy driving
+    follow   a scripted driver that steers at a point ahead on the track (it reads the track's
+             geometry: it only makes data) at a target speed drawn per episode, plus noise
+    wander   a correlated random driver: smooth random steering, mostly on the gas
+
+Writes one file per episode:
 
     record/<seed>.npz    obs uint8 (T, 64, 64, 3): the frame the agent saw at step t
                          action float16 (T, 3): the action it took
+                         policy (str), seed (int): what made the episode
 
 Episode seeds are seed_start + worker * episodes + i: the same seed writes the same episode
-(track, weights, noise), and files already present are skipped, so a rerun resumes.
+(track, weights, noise), and files already present are skipped, so a rerun resumes. The
+driving policies need seeds in [100000, 2**20): clear of the test (10000+) and validation
+(20000+) tracks and of train.py's training tracks (2**20 and up).
 A failed episode is logged and skipped; it never ends the worker.
 """
 import argparse
@@ -23,21 +38,91 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import config
-from common import atomic_savez, main_guard
+from common import UserError, atomic_savez, main_guard
+from env import make_env
+from model import EXP_MODE, controller_action, make_model
+from rnn.rnn import rnn_next_state, rnn_output
 
 
-def record_episode(model, env, seed, max_frames):
-    """One random-policy episode -> (obs uint8 (T,64,64,3), action float16 (T,3))."""
+POLICIES = ("random", "agent", "follow", "wander")
+DRIVE_SEEDS = (100_000, 2 ** 20)  # driving policies: clear of test, validation and C's tracks
+ACTION_LOW, ACTION_HIGH = np.array([-1.0, 0.0, 0.0]), np.array([1.0, 1.0, 1.0])
+
+
+class OUNoise:
+    """Ornstein-Uhlenbeck noise, one process per action dimension: steps are correlated over
+    ~1/theta frames, so the car swerves and brakes for a while instead of jittering."""
+
+    def __init__(self, rng, scale, theta=0.15):
+        self.rng, self.scale, self.theta = rng, np.asarray(scale, dtype=np.float64), theta
+        self.x = np.zeros(3)
+
+    def __call__(self):
+        # stationary std = scale: dx = -theta x + scale * sqrt(2 theta) dW
+        self.x += -self.theta * self.x + self.scale * np.sqrt(2 * self.theta) * self.rng.standard_normal(3)
+        return self.x
+
+
+def follow_action(env, lookahead, target_speed):
+    """Steer at the track point `lookahead` tiles ahead of the nearest one; slow down for the
+    bend after it, and lift off when pointed far from the target (else the car spins in circles)."""
+    car = env.unwrapped.car
+    track = env.unwrapped._wm_track_xy
+    n = len(track)
+    pos = np.array(car.hull.position)
+    i = int(np.argmin(((track - pos) ** 2).sum(axis=1)))
+    target = track[(i + lookahead) % n] - pos
+    fwd = np.array(car.hull.GetWorldVector((0, 1)))
+    err = np.arctan2(fwd[0] * target[1] - fwd[1] * target[0], fwd @ target)  # > 0: target on the left
+    a, b, c = track[i], track[(i + 6) % n], track[(i + 18) % n]
+    u, v = b - a, c - b
+    bend = abs(np.arctan2(u[0] * v[1] - u[1] * v[0], u @ v))  # heading change over the next tiles
+    speed_cap = target_speed * max(0.45, 1.0 - 0.8 * bend) * (0.5 if abs(err) > 0.5 else 1.0)
+    speed = np.linalg.norm(car.hull.linearVelocity)
+    spin = car.hull.angularVelocity  # rad/s, > 0 turning left: damp it, and no gas while spinning
+    gas = float(np.clip((speed_cap - speed) / 20.0, 0.0, 1.0)) if abs(spin) < 2.5 else 0.0
+    brake = 0.5 if speed > speed_cap * 1.15 else 0.0
+    return np.array([np.clip(-1.5 * err + 0.15 * spin, -1.0, 1.0), gas, brake])
+
+
+def record_episode(model, env, seed, max_frames, policy="random", noise=0.0):
+    """One episode of `policy` -> (obs uint8 (T,64,64,3), action float16 (T,3)).
+
+    model: the agent (random weights are drawn here for "random"; "agent" uses its loaded
+    controller; the scripted drivers need none); env: a full_episode env.
+    """
     np.random.seed(seed)
-    model.init_random_model_params(stdev=np.random.rand() * config.RANDOM_STDEV_SCALE)
-    model.rng = np.random.default_rng(seed)
-    model.reset()
+    if policy == "random":
+        model.init_random_model_params(stdev=np.random.rand() * config.RANDOM_STDEV_SCALE)
+    if policy in ("random", "agent"):
+        model.rng = np.random.default_rng(seed)  # z sampling: the same stream as the original's
+        model.reset()
     obs, _ = env.reset(seed=seed)
+    # the driving policies' own draws: how noisy, how fast, how far ahead to look
+    rng = np.random.default_rng([seed, 1])
+    ou = OUNoise(rng, rng.uniform(0.0, noise) * np.array([1.0, 0.5, 0.3]))
+    target_speed, lookahead = rng.uniform(40.0, 110.0), int(rng.integers(3, 8))
+    if policy == "follow":
+        env.unwrapped._wm_track_xy = np.array([(t[2], t[3]) for t in env.unwrapped.track])
+    wander = OUNoise(rng, np.array([0.6, 0.4, 0.25]), theta=0.05)
     frames, actions = [], []
     for _ in range(max_frames):
         frames.append(obs)
-        z, _, _ = model.encode_obs(obs)
-        action = model.get_action(z)
+        if policy == "random":
+            z, _, _ = model.encode_obs(obs)
+            action = model.get_action(z)
+        elif policy == "agent":  # C's action plus noise; M steps on the action really taken
+            z, _, _ = model.encode_obs(obs)
+            action = controller_action(rnn_output(model.state, z, EXP_MODE), model.weight, model.bias)
+            action = np.clip(action + ou(), ACTION_LOW, ACTION_HIGH)
+            model.state = rnn_next_state(model.rnn, z, action, model.state)
+        elif policy == "follow":
+            action = follow_action(env, lookahead, target_speed)
+        else:  # wander: steering drifts, gas mostly on, brake now and then
+            w = wander()
+            action = np.array([w[0], 0.7 + w[1], w[2] - 0.2])
+        if policy in ("follow", "wander"):
+            action = np.clip(action + ou(), ACTION_LOW, ACTION_HIGH)
         actions.append(action)
         obs, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:  # with full_episode only the frame cap ends it
@@ -58,6 +143,31 @@ def count_record(record_dir):
     return episodes, frames
 
 
+def check_args(args):
+    """Every flag checked before any work: one line naming the flag and what it must be."""
+    if args.count:
+        return
+    if args.num_episodes < 1:
+        raise UserError(f"--num-episodes {args.num_episodes}: must be at least 1")
+    if args.max_frames < 1:
+        raise UserError(f"--max-frames {args.max_frames}: must be at least 1")
+    if args.worker < 0 or args.seed_start < 0:
+        raise UserError("--worker and --seed-start must be >= 0")
+    if not args.noise >= 0:
+        raise UserError(f"--noise {args.noise}: must be >= 0")
+    if args.policy == "agent" and not args.controller:
+        raise UserError("--policy agent needs --controller FILE (e.g. log/carracing.cma.16.64.best.json)")
+    if args.policy == "agent" and not os.path.exists(args.controller):
+        raise UserError(f"--controller {args.controller} not found")
+    if args.policy != "random":
+        first = args.seed_start + args.worker * args.num_episodes
+        last = first + args.num_episodes - 1
+        lo, hi = DRIVE_SEEDS
+        if first < lo or last >= hi:
+            raise UserError(f"--policy {args.policy}: seeds {first}..{last} must lie in [{lo}, {hi}) "
+                            f"(clear of the test, validation and training tracks); set --seed-start")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-episodes", type=int, default=config.EXTRACT_EPISODES, help="episodes for this worker")
@@ -67,17 +177,29 @@ def main(argv=None):
     p.add_argument("--out-dir", default=config.RECORD_DIR, help="where the npz files go")
     p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
                    help=f"CarRacing renderer (default {config.RENDERER}; turbo is approximate but faster)")
+    p.add_argument("--policy", default="random", choices=POLICIES,
+                   help="who drives (default random: the original's data; see above)")
+    p.add_argument("--controller", default=None, help="--policy agent: the controller file to drive")
+    p.add_argument("--noise", type=float, default=0.3,
+                   help="driving policies: largest std of the correlated action noise (steer; gas "
+                        "and brake get half and 0.3 of it); each episode draws its own in [0, this]")
+    p.add_argument("--vae", default=config.VAE_PATH, help="--policy agent: V's weights")
+    p.add_argument("--rnn", default=config.RNN_PATH, help="--policy agent: M's weights")
+    p.add_argument("--encoder", default=None, choices=["numpy", "int8"],
+                   help=f"--policy agent: V's encoder (default {config.ENCODER})")
     p.add_argument("--count", action="store_true", help="only report the episodes and frames in --out-dir")
     args = p.parse_args(argv)
+    check_args(args)
 
     if args.count:
         episodes, frames = count_record(args.out_dir)
         print(f"{args.out_dir}: {episodes} episodes, {frames} frames")
         return
-    from env import make_env
-    from model import make_model
 
-    model = make_model(load_model=False)
+    model = make_model(load_model=args.policy == "agent", vae_path=args.vae, rnn_path=args.rnn,
+                       encoder=args.encoder)
+    if args.policy == "agent":
+        model.load_model(args.controller)
     env = make_env(full_episode=True, renderer=args.renderer, max_frames=args.max_frames)
     os.makedirs(args.out_dir, exist_ok=True)
     first = args.seed_start + args.worker * args.num_episodes
@@ -90,8 +212,8 @@ def main(argv=None):
             skipped += 1
             continue
         try:
-            obs, action = record_episode(model, env, seed, args.max_frames)
-            atomic_savez(path, obs=obs, action=action)
+            obs, action = record_episode(model, env, seed, args.max_frames, args.policy, args.noise)
+            atomic_savez(path, obs=obs, action=action, policy=np.array(args.policy), seed=np.array(seed))
         except Exception as e:  # one bad episode must not end the worker
             failed += 1
             print(f"worker {args.worker}: episode seed {seed} failed: {e!r}", file=sys.stderr)
@@ -107,6 +229,8 @@ def main(argv=None):
     env.close()
     print(f"worker {args.worker}: wrote {written} episodes ({frames} frames), skipped {skipped} "
           f"already present, {failed} failed, in {time.time() - t0:.0f}s", flush=True)
+    if failed and not written and not skipped:
+        raise UserError(f"worker {args.worker}: every episode failed (see the errors above)")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,9 @@ class Model:
         if params.size != self.param_count:
             raise UserError(f"controller has {params.size} parameters, expected {self.param_count} "
                             f"(3 biases then a {self.input_size}x3 weight matrix)")
+        if not np.isfinite(params).all():
+            raise UserError("controller parameters hold NaN or inf: this controller is broken "
+                            "(retrain it, or use another file)")
         self.bias = params[:3].copy()
         self.weight = params[3:].reshape(self.input_size, 3).copy()
 
@@ -138,6 +141,18 @@ def make_model(load_model=True, **kwargs):
     return Model(load_model=load_model, **kwargs)
 
 
+class NonFiniteAction(UserError):
+    """The controller produced NaN or inf: its weights (or V's or M's) are broken."""
+
+
+def check_finite(action, t):
+    """A NaN action sends the car's body to (nan, nan) and the episode ends 'lap finished' with
+    ~1000 points: fail instead, so broken weights can never score."""
+    if not np.isfinite(action).all():
+        raise NonFiniteAction(f"the agent's action is not finite at step {int(t)}: the controller, V or M "
+                              "weights hold NaN or inf (retrain, or restore a good file)")
+
+
 def simulate(model, train_mode=False, render_mode=False, num_episode=5, seed=-1, max_len=-1,
              video=None):
     """Episodes one at a time; returns (reward_list, t_list).
@@ -159,6 +174,7 @@ def simulate(model, train_mode=False, render_mode=False, num_episode=5, seed=-1,
         for t in range(max_episode_length):
             z, _, _ = model.encode_obs(obs)
             action = model.get_action(z)
+            check_finite(action, t)
             obs, reward, terminated, truncated, _ = model.env.step(action)
             if video is not None:
                 video.append(model.env.render())
@@ -172,11 +188,16 @@ def simulate(model, train_mode=False, render_mode=False, num_episode=5, seed=-1,
     return reward_list, t_list
 
 
-def simulate_batch(model, seeds, max_len=-1, renderer=None):
+def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
     """One env per seed, stepped in lockstep with V and M batched across the live episodes.
 
     Returns (rewards, steps) arrays; the same as simulate() episode by episode for the same
     seeds and parameters. Envs are kept on the model between calls to save their set-up.
+    stall > 0 (training only, never for a reported score): end an episode that has reached no
+    new tile for `stall` frames and charge -0.1 for each frame it did not drive, which is what
+    those frames would cost if it never reached another tile: the return it gets is the one it
+    would most likely get, at a fraction of the frames.
+    laps: a list, filled with whether each episode finished its lap.
     """
     seeds = [int(s) for s in seeds]
     n = len(seeds)
@@ -194,18 +215,26 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None):
     state = rnn_init_state(model.rnn, batch_size=n)
     rewards = np.zeros(n)
     steps = np.zeros(n, dtype=np.int64)
+    lap = np.zeros(n, dtype=bool)
+    since_tile = np.zeros(n, dtype=np.int64)
     live = np.arange(n)
     for _ in range(max_steps):
         mu, logvar = model.encoder.encode_mu_logvar(obs)
         noise = np.stack([rngs[i].standard_normal(config.Z_SIZE, dtype=np.float32) for i in live])
         z = mu + np.exp(logvar / 2.0) * noise
         action = controller_action(rnn_output(state, z, EXP_MODE), model.weight, model.bias)
+        check_finite(action, steps[live[0]])
         state = rnn_next_state(model.rnn, z, action, state)
         keep = []
         for j, i in enumerate(live):
-            obs[j], r, terminated, truncated, _ = envs[i].step(action[j])
+            obs[j], r, terminated, truncated, info = envs[i].step(action[j])
+            lap[i] |= bool(info.get("lap_finished", False))
             rewards[i] += r
             steps[i] += 1
+            since_tile[i] = 0 if r > 0 else since_tile[i] + 1  # a step's reward is > 0 only on a new tile
+            if stall > 0 and since_tile[i] >= stall and not (terminated or truncated):
+                rewards[i] -= 0.1 * (max_steps - steps[i])
+                continue
             if not (terminated or truncated):
                 keep.append(j)
         if len(keep) < len(live):
@@ -214,6 +243,8 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None):
             keep = np.array(keep)
             live, obs = live[keep], obs[keep]
             state = type(state)(*(s[keep] for s in state))
+    if laps is not None:
+        laps[:] = lap.tolist()
     return rewards, steps
 
 
@@ -263,28 +294,42 @@ def _evaluate_chunk(args):
     filename, seed, seeds, vae_path, rnn_path, renderer, max_frames, encoder = args
     model, _ = agent_from_args(filename, seed, vae_path, rnn_path, random_vm=True, verbose=False,
                                encoder=encoder)
-    rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer)
-    return rewards.tolist(), steps.tolist()
+    laps = []
+    rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer, laps=laps)
+    return rewards.tolist(), steps.tolist(), laps
 
 
 def run_episodes(model, filename, seed, seeds, vae_path, rnn_path, renderer=None, workers=1,
                  max_frames=config.MAX_FRAMES):
-    """(return, steps) of one episode per seed: on `model` here, or spread over `workers`
-    processes that rebuild it from (filename, seed)."""
+    """(return, steps, lap finished) of one episode per seed: on `model` here, or spread over
+    `workers` processes that rebuild it from (filename, seed)."""
     chunks = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
     tasks = [(filename, seed, c, vae_path, rnn_path, renderer, max_frames, model.encoder_kind)
              for c in chunks]
     if len(tasks) == 1:
-        rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer)
-        results = [(rewards.tolist(), steps.tolist())]
+        laps = []
+        rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer, laps=laps)
+        results = [(rewards.tolist(), steps.tolist(), laps)]
     else:
         model.encoder  # an int8 encoder is converted once here, not by every worker at once
         with ProcessPoolExecutor(len(tasks)) as pool:
             results = list(pool.map(_evaluate_chunk, tasks))
     by_seed = {}
-    for chunk, (rewards, steps) in zip(chunks, results):
-        by_seed.update({s: (r, t) for s, r, t in zip(chunk, rewards, steps)})
+    for chunk, (rewards, steps, laps) in zip(chunks, results):
+        by_seed.update({s: (r, t, lap) for s, r, t, lap in zip(chunk, rewards, steps, laps)})
     return [by_seed[s] for s in seeds]
+
+
+def score_summary(rewards, laps):
+    """The figures a score is reported with: mean +- std, standard error, interquartile mean
+    (the mean of the middle half: robust to a few crashes), median, bad episodes, laps."""
+    r = np.sort(np.asarray(rewards, dtype=np.float64))
+    n = len(r)
+    q = n // 4
+    iqm = r[q:n - q].mean() if n - 2 * q > 0 else r.mean()
+    se = r.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    return (f"mean {r.mean():.2f} +- {r.std():.2f} (standard error {se:.2f}), interquartile mean {iqm:.2f}, "
+            f"median {np.median(r):.2f}, {int((r < 500).sum())}/{n} under 500, {int(sum(laps))}/{n} laps finished")
 
 
 def main(argv=None):
@@ -305,6 +350,12 @@ def main(argv=None):
     p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights")
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights")
     args = p.parse_args(argv)
+    for flag, value in (("--episodes", args.episodes), ("--workers", args.workers),
+                        ("--max-frames", args.max_frames)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"seed {args.seed}: track seeds are 0 or more")
     # random weights replace V and M too, as the original did: nothing needs to be loaded
     model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=True,
                                   encoder=args.encoder)
@@ -325,16 +376,17 @@ def main(argv=None):
         model.env.close()
         return
 
-    episodes = args.episodes or 100
+    episodes = 100 if args.episodes is None else args.episodes
     seeds = [seed + i for i in range(episodes)]
     t0 = time.time()
     out = run_episodes(model, model.source_file, seed, seeds, args.vae, args.rnn, renderer=args.renderer,
                        workers=max(1, args.workers), max_frames=args.max_frames)
-    rewards = np.array([r for r, _ in out])
-    for s, (r, t) in zip(seeds, out):
-        print(f"seed {s} reward {r:.2f} steps {t}")
+    rewards = np.array([r for r, _, _ in out])
+    for s, (r, t, lap) in zip(seeds, out):
+        print(f"seed {s} reward {r:.2f} steps {t}{' lap finished' if lap else ''}")
     print(f"{episodes} episodes in {time.time() - t0:.0f}s")
     print(f"seed {seed} average_reward {rewards.mean():.2f} stdev {rewards.std():.2f}")
+    print(score_summary(rewards, [lap for _, _, lap in out]))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ def main(argv=None):
             m, lv = encode(obs[s:s + args.batch_size])
             mu[k, s:s + len(m)] = m
             logvar[k, s:s + len(m)] = lv
+        if not (np.isfinite(mu[k, :t]).all() and np.isfinite(logvar[k, :t]).all()):
+            raise UserError(f"{args.vae} encodes {path} to NaN or inf latents (beyond float16's range): "
+                            "these V weights are broken; retrain V (vae_train.py) before series.py")
         action[k, :t] = act
         length[k] = t
         files.append(os.path.basename(path))

@@ -64,7 +64,7 @@ TRAIN_SEED_HIGH = 2 ** 31 - 2 ** 16
 _MODELS = {}
 
 
-def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None):
+def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None, stall=0):
     """Worker task: one controller on the tracks `seeds` -> (returns, steps) lists."""
     if os.environ.get("WM_TEST_WORKER_RAISE"):
         raise ValueError("boom")
@@ -77,7 +77,7 @@ def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None)
         _MODELS[key] = model_lib.make_model(vae_path=vae_path, rnn_path=rnn_path, encoder=encoder)
     m = _MODELS[key]
     m.set_model_params(params)
-    rewards, steps = model_lib.simulate_batch(m, seeds, max_len=max_len, renderer=renderer)
+    rewards, steps = model_lib.simulate_batch(m, seeds, max_len=max_len, renderer=renderer, stall=stall)
     return np.asarray(rewards, dtype=np.float64).tolist(), np.asarray(steps).tolist()
 
 
@@ -145,11 +145,37 @@ def open_executor(use_mpi, processes):
     # imported NumPy multi-threaded (forked OpenBLAS threads spin and starve the cores)
     for var in THREAD_VARS:
         os.environ.setdefault(var, "1")
-    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("forkserver"))
+    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=die_with_master, initargs=(os.getpid(),))
     try:
         yield executor
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def die_with_master(master_pid):
+    """Pool worker start-up: exit when the master dies, even by SIGKILL (a pool worker is the
+    forkserver's child, so nothing else tells it; it would sit on ~250 MB for minutes)."""
+    import ctypes
+    import signal
+    import threading
+
+    try:  # Linux: the kernel kills us when our parent, the forkserver, goes
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch():  # everywhere: poll the master itself
+        while True:
+            try:
+                os.kill(master_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def abort_workers(executor):
@@ -206,11 +232,12 @@ def generation_seeds(rng, popsize, num_episode, antithetic, common=False):
     return [[int(b) + j for j in range(num_episode)] for b in base]
 
 
-def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False):
+def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False,
+                   stall=0):
     """ask -> evaluate everywhere -> tell. Returns (fitness, steps) per candidate."""
     solutions = optimizer.ask()
     seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common)
-    results = run_tasks(executor, [(s, sd, max_len, *models) for s, sd in zip(solutions, seeds)])
+    results = run_tasks(executor, [(s, sd, max_len, *models, stall) for s, sd in zip(solutions, seeds)])
     fitness = np.array([np.mean(r) for r, _ in results])
     steps = np.array([np.mean(t) for _, t in results])
     optimizer.tell(fitness)
@@ -298,7 +325,8 @@ def train(args, executor):
             cap = 2 * int(st["mean_steps"] + 1)
             max_len = cap if max_len <= 0 else min(max_len, cap)
         fitness, steps = run_generation(st["es"], executor, st["rng"], args.num_episode,
-                                        bool(args.antithetic), max_len, models, bool(args.common_tracks))
+                                        bool(args.antithetic), max_len, models, bool(args.common_tracks),
+                                        args.stall_frames)
         seconds = int(time.time() - t_start)
         rms = st["es"].rms_stdev()
         row = [gen, seconds, round(float(fitness.mean()), 4), round(float(fitness.min()), 4),
@@ -342,6 +370,9 @@ def parse_args(argv=None):
     p.add_argument("--common_tracks", type=int, default=0, choices=[0, 1],
                    help="1: all candidates of a generation drive the same tracks (not in the original: "
                         "most of an episode's variance is the track's, and it then drops out of the ranking)")
+    p.add_argument("--stall_frames", type=int, default=0,
+                   help="N > 0: end a training episode after N frames without a new tile, charging "
+                        "-0.1 for each frame left (what they would cost); evaluations run in full")
     p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
                    help="1: cap training episodes at twice the last generation's mean length")
     p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")
@@ -364,6 +395,8 @@ def parse_args(argv=None):
     for name in ("num_worker", "num_worker_trial", "num_episode", "eval_steps", "num_eval_episode"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
+    if args.stall_frames < 0:
+        raise UserError(f"--stall_frames {args.stall_frames}: must be >= 0 (0: off)")
     if args.resume and args.retrain:
         raise UserError("--resume and --retrain 1 exclude each other: resume continues the checkpoint")
     if args.mpi and args.processes:

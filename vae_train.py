@@ -153,7 +153,7 @@ def main(argv=None):
     stream = FrameStream(paths, lengths, args.batch_size, args.seed, args.shuffle_episodes, report)
 
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow loads
-    from vae.keras_vae import build_vae, load_checkpoint, save_checkpoint, save_json
+    from vae.keras_vae import build_vae, keras_to_weights, load_checkpoint, save_checkpoint, save_json
     import keras
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
@@ -211,11 +211,19 @@ def main(argv=None):
 
     last_saved = None
 
+    def diverged(what):  # nothing of this step is saved: the last checkpoint and vae.json stay good
+        bar.close()
+        last = f"step {last_saved[0]}" if last_saved else "none in this run"
+        return UserError(f"V diverged at step {step + 1}: {what}. Nothing of it was saved (last save: {last}); "
+                         "lower --lr, then --resume")
+
     def save():
         nonlocal last_saved
         if last_saved == (step, epoch):
             return
         last_saved = (step, epoch)
+        if not all(np.isfinite(w).all() for w in keras_to_weights(model)):
+            raise diverged("the weights became NaN or inf")
         meta = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "data": data_id,
                 "seconds": elapsed0 + time.time() - t_start}
         evaluate()
@@ -243,8 +251,10 @@ def main(argv=None):
                 break
             trained = 0
             for batch in prefetch(stream.epoch(epoch, skip=step_in_epoch)):
-                losses = model.train_step(batch, np.array([args.seed, step], np.int64))
-                sums += [float(v) for v in losses]
+                losses = [float(v) for v in model.train_step(batch, np.array([args.seed, step], np.int64))]
+                if not np.isfinite(losses).all():
+                    raise diverged(f"the loss became {losses[0]}")
+                sums += losses
                 n_sum += 1
                 step += 1
                 step_in_epoch += 1

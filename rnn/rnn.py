@@ -104,6 +104,9 @@ class MDNRNN:
             a = np.array(w, dtype=np.float32)
             if a.shape != tuple(shape):
                 raise UserError(f"{source}: variable {name} has shape {a.shape}, expected {tuple(shape)}")
+            if not np.isfinite(a).all():
+                raise UserError(f"{source}: variable {name} holds NaN or inf: these weights are broken "
+                                "(a diverged training?); retrain M or restore a good rnn.json")
             a.setflags(write=False)
             arrays.append(a)
         self.output_w, self.output_b, self.kernel, self.bias = arrays
@@ -126,6 +129,8 @@ class MDNRNN:
     # ---- the original's parameter API (ints x10000) -------------------------------------
     def get_model_params(self):
         """(params as nested int lists x10000, shapes, names) in rnn.json order."""
+        if not all(np.isfinite(w).all() for w in self.weights):
+            raise UserError("refusing to save MDN-RNN weights that hold NaN or inf")
         params = [np.round(w.astype(np.float64) * 10000).astype(np.int64).tolist() for w in self.weights]
         return params, [tuple(s) for s in self.shapes], list(self.names)
 

@@ -124,3 +124,58 @@ def test_model_py_render_headless_writes_video(random_models, tmp_path):
     import imageio.v2 as imageio
 
     assert sum(1 for _ in imageio.get_reader(str(video))) == 25
+
+
+def test_non_finite_weights_are_refused_on_load(agent, random_models, tmp_path):
+    params = np.random.default_rng(0).normal(0, 0.1, 867).tolist()
+    bad = tmp_path / "nan.json"
+    bad.write_text(json.dumps([params, 1.0]).replace(str(params[5]), "NaN", 1))
+    with pytest.raises(UserError, match="NaN or inf"):
+        agent.load_model(str(bad))
+    vae_path, rnn_path = random_models
+    for key, path in (("vae", vae_path), ("rnn", rnn_path)):
+        weights = json.loads(open(path).read())
+        first = np.array(weights[0], dtype=float)
+        first.flat[0] = np.inf
+        weights[0] = first.tolist()
+        broken = tmp_path / f"{key}.json"
+        broken.write_text(json.dumps(weights))  # Python's json writes inf as Infinity
+        paths = {"vae_path": vae_path, "rnn_path": rnn_path, f"{key}_path": str(broken)}
+        with pytest.raises(UserError, match="NaN or inf"):
+            model.make_model(**paths)
+
+
+def test_a_non_finite_action_fails_instead_of_scoring(agent):
+    # NaN actions used to send the car to (nan, nan) and end the episode "lap finished", ~1000 points
+    agent.bias = np.array([np.nan, 0.0, 0.0])  # as if V or M produced NaN features
+    agent.make_env(renderer="turbo")
+    with pytest.raises(model.NonFiniteAction, match="not finite at step 0"):
+        model.simulate(agent, train_mode=True, num_episode=1, seed=0, max_len=20)
+    with pytest.raises(model.NonFiniteAction):
+        model.simulate_batch(agent, [0, 1], max_len=20, renderer="turbo")
+
+
+def test_stalled_episodes_end_early_and_are_charged_what_the_frames_would_cost(agent):
+    # no gas, full brake: the car never reaches a new tile, so each frame costs -0.1 to the end
+    params = np.zeros(867)
+    params[:3] = [0.0, -50.0, 50.0]
+    agent.set_model_params(params)
+    full, full_steps = model.simulate_batch(agent, [0, 1], max_len=200, renderer="turbo")
+    cut, cut_steps = model.simulate_batch(agent, [0, 1], max_len=200, renderer="turbo", stall=30)
+    np.testing.assert_allclose(cut, full, atol=1e-9)
+    assert list(full_steps) == [200, 200] and max(cut_steps) <= 31
+
+
+def test_score_summary_reports_robust_figures():
+    line = model.score_summary([100.0, 900.0, 910.0, 920.0, 930.0, 940.0, 950.0, 990.0], [0, 1, 1, 0, 0, 0, 1, 0])
+    # middle half: 910..940 -> 925
+    assert "interquartile mean 925.00" in line and "median 925.00" in line
+    assert "1/8 under 500" in line and "3/8 laps finished" in line and "standard error" in line
+
+
+@pytest.mark.parametrize("flags, message", [(["--episodes", "0"], "--episodes 0"),
+                                            (["--max-frames", "-5"], "--max-frames -5"),
+                                            (["--workers", "0"], "--workers 0")])
+def test_model_py_bad_flags_are_one_line(flags, message):
+    with pytest.raises(UserError, match=message):
+        model.main(["norender", SHIPPED, "10000", *flags])

@@ -183,3 +183,23 @@ def test_generation_tracks_independent_antithetic_or_common():
     assert len({s[0] for s in alone}) == 6
     assert pairs[0::2] == pairs[1::2] and len({s[0] for s in pairs}) == 3
     assert common == [alone[0]] * 6  # the same draws: switching the flag keeps the run's RNG stream
+
+
+def test_killing_the_master_leaves_no_process_of_the_run(random_models, tmp_path):
+    import psutil
+
+    cmd = [PYTHON, TRAIN, *tiny_args(random_models, tmp_path, "--processes", "2")]
+    cmd[cmd.index("--generations") + 1] = "1000"
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    master = psutil.Process(p.pid)
+    ckpt = os.path.join(str(tmp_path), BASE + ".ckpt.pkl")
+    deadline = time.time() + 90
+    while not os.path.exists(ckpt):  # workers are up and busy
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    family = master.children(recursive=True)
+    assert len(family) >= 3  # forkserver (and resource tracker) + 2 workers
+    p.send_signal(signal.SIGKILL)  # the master alone, as `kill -9 PID` does
+    p.wait()
+    gone, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, [(q.pid, q.cmdline()) for q in alive]

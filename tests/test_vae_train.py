@@ -209,3 +209,23 @@ def test_holdout_scores_the_last_episodes_it_never_trains_on(record, tmp_path):
     assert held[0]["loss"] == pytest.approx(held[0]["r_loss"] + held[0]["kl_loss"], abs=1e-3)
     with pytest.raises(UserError, match="--holdout 4 leaves no episode"):
         vae_train.main(tiny_args(record, tmp_path / "b", "--holdout", "4"))
+
+
+def test_divergence_stops_and_keeps_the_last_good_save(record, tmp_path):
+    vae_train.main(tiny_args(record, tmp_path, "--max-steps", "2"))
+    good = {n: (tmp_path / n).read_bytes() for n in ("vae.json", "vae_ckpt.npz")}
+    with pytest.raises(UserError, match="V diverged at step .*lower --lr"):
+        vae_train.main(tiny_args(record, tmp_path, "--max-steps", "30", "--resume", "--lr", "1e6"))
+    assert {n: (tmp_path / n).read_bytes() for n in good} == good  # nothing broken was written
+
+
+def test_series_refuses_non_finite_latents(record, tmp_path):
+    v = ConvVAE(seed=0)
+    w = v.get_weights()
+    w[9] = w[9] + 1e6  # mu's bias far beyond float16's range
+    v.set_weights(w)
+    v.save_json(str(tmp_path / "vae.json"))
+    with pytest.raises(UserError, match="NaN or inf latents"):
+        series.main(["--record-dir", str(record), "--vae", str(tmp_path / "vae.json"),
+                     "--out", str(tmp_path / "series.npz")])
+    assert not (tmp_path / "series.npz").exists()

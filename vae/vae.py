@@ -108,6 +108,9 @@ class ConvVAE:
             w = np.asarray(w, dtype=np.float32)
             if w.shape != shape:
                 raise UserError(f"variable {i} ({name}): expected shape {shape}, found {w.shape}")
+            if not np.isfinite(w).all():
+                raise UserError(f"variable {i} ({name}) holds NaN or inf: these weights are broken "
+                                "(a diverged training?); retrain V or restore a good vae.json")
             checked.append(np.ascontiguousarray(w))
         self.weights = checked
         self._prepare()
@@ -219,6 +222,9 @@ def as_float_frames(x):
 
 def quantise(w):
     """round(p*10000) as int64, computed in float64 so a loaded file saves back identically."""
+    w = np.asarray(w, dtype=np.float64)
+    if not np.isfinite(w).all() or np.abs(w).max(initial=0.0) * 10000.0 >= 2.0 ** 62:
+        raise UserError("refusing to save weights that hold NaN, inf or absurd values")
     return np.rint(np.asarray(w, dtype=np.float64) * 10000.0).astype(np.int64)
 
 
