@@ -1,4 +1,5 @@
 """Small helpers shared by every script: atomic files, displays, videos, clear errors."""
+import errno
 import json
 import os
 import sys
@@ -20,11 +21,18 @@ def die(message):
 
 
 def main_guard(main):
-    """Run main(); turn UserError into a clean message and exit code 2."""
+    """Run main(); turn UserError, and a folder that cannot be written, into a clean message and
+    exit code 2 (files written before stay whole: every save is atomic)."""
     try:
         return main()
     except UserError as e:
         die(str(e))
+    except OSError as e:
+        if isinstance(e, PermissionError) or e.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            where = e.filename or "a file"
+            die(f"cannot write {where}: {e.strerror}. Free some space or pick a writable folder "
+                "(the output flags), then run again (with --resume where the stage has it)")
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -61,6 +69,38 @@ def atomic_write_json(path, obj, **kwargs):
 def atomic_savez(path, compressed=True, **arrays):
     save = np.savez_compressed if compressed else np.savez
     _atomic(path, lambda f: save(f, **arrays))
+
+
+_LOCKS = {}  # lock path -> its open file: held until the process exits
+
+
+def claim_outputs(folder, name, outputs, report=print):
+    """Make sure one run at a time writes `outputs` (file names) in `folder`, then delete the temp
+    files a killed save of them left behind. The lock (folder/.NAME.lock, flock) is released by
+    the kernel when the process ends, however it ends."""
+    import fcntl
+    import glob
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.realpath(os.path.join(folder, f".{name}.lock"))
+    f = _LOCKS.get(path) or open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise UserError(f"another run (pid {pid}) is writing into {folder}: wait for it to end, or give "
+                        "this one another output folder")
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _LOCKS[path] = f
+    for out in outputs:
+        for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(out) + ".*.tmp")):
+            os.unlink(tmp)
+            report(f"removed {tmp}, left by a run killed while saving")
 
 
 def read_json(path, what="file"):
@@ -172,7 +212,11 @@ class VideoWriter:
     def __init__(self, path, fps=50):
         import imageio.v2 as imageio
 
-        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(path)) or "."
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK):  # ffmpeg would only say "Broken pipe" later
+            raise UserError(f"cannot write the video {path}: folder {folder} is not writable; "
+                            "pass --video with a writable path")
         self.path = path
         if path.endswith(".gif"):
             self._w = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)

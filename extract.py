@@ -130,6 +130,16 @@ def record_episode(model, env, seed, max_frames, policy="random", noise=0.0):
     return np.array(frames, dtype=np.uint8), np.array(actions, dtype=np.float16)
 
 
+def remove_stale_temps(out_dir, seeds):
+    """Delete the temp files of a save killed mid-way, for this worker's own seeds only (other
+    workers write into the same folder at the same time)."""
+    for name in os.listdir(out_dir):
+        head = name.split(".npz.", 1)[0]
+        if name.endswith(".tmp") and ".npz." in name and head.isdigit() and int(head) in seeds:
+            os.unlink(os.path.join(out_dir, name))
+            print(f"removed {name}, left by a worker killed while saving", flush=True)
+
+
 def count_record(record_dir):
     """(episodes, frames) in a record folder, reading only the array headers."""
     episodes = frames = 0
@@ -203,6 +213,7 @@ def main(argv=None):
     env = make_env(full_episode=True, renderer=args.renderer, max_frames=args.max_frames)
     os.makedirs(args.out_dir, exist_ok=True)
     first = args.seed_start + args.worker * args.num_episodes
+    remove_stale_temps(args.out_dir, range(first, first + args.num_episodes))
     written = skipped = failed = frames = 0
     t0 = time.time()
     for i in range(args.num_episodes):

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import time
+import zipfile
 
 # must precede the first TensorFlow import (done lazily below): oneDNN is off by default on AMD CPUs
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -30,7 +31,7 @@ import numpy as np  # noqa: E402
 
 import config  # noqa: E402
 from records import prefetch  # noqa: E402
-from common import (ScalarWriter, UserError, atomic_savez, atomic_write_json, main_guard, read_json,  # noqa: E402
+from common import (ScalarWriter, UserError, atomic_savez, atomic_write_json, claim_outputs, main_guard, read_json,  # noqa: E402
                     training_device)
 
 CHECKPOINT = "rnn_checkpoint.npz"
@@ -59,13 +60,19 @@ def parse_args(argv=None):
     p.add_argument("--holdout", type=int, default=0,
                    help="keep the last N usable episodes out of training and log M's loss on them (at the "
                         "start and at every save): shows whether M still learns or only memorises its episodes")
-    p.add_argument("--debug-nan-at-step", type=int, default=0, help=argparse.SUPPRESS)  # test hook
     a = p.parse_args(argv)
     for flag in ("num_steps", "batch_size", "seq_len", "save_every"):
         if getattr(a, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
     if a.holdout < 0:
         raise UserError(f"--holdout must be 0 or more, got {a.holdout}")
+    for flag in ("lr", "grad_clip", "min_lr"):
+        if not getattr(a, flag) > 0:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(a, flag)}: must be > 0")
+    if not 0 < a.decay_rate <= 1:
+        raise UserError(f"--decay-rate {a.decay_rate}: must be in (0, 1]")
+    if a.seed < 0 or a.max_minutes < 0:
+        raise UserError("--seed and --max-minutes must be >= 0")
     return a
 
 
@@ -81,8 +88,8 @@ def load_series(path):
             s = {k: f[k] for k in ("mu", "logvar", "action")}
             n, t = s["mu"].shape[:2]
             s["length"] = f["length"].astype(np.int64) if "length" in f.files else np.full(n, t, np.int64)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({e}); re-create it with series.py")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}); re-create it with series.py")
     n, t = s["mu"].shape[:2]
     want = {"mu": (n, t, config.Z_SIZE), "logvar": (n, t, config.Z_SIZE), "action": (n, t, config.ACTION_SIZE),
             "length": (n,)}
@@ -176,8 +183,9 @@ def load_checkpoint(path):
             meta = json.loads(str(f["meta"]))
             weights = [f[f"w{i}"] for i in range(sum(k.startswith("w") for k in f.files))]
             opt = [f[f"opt{i}"] for i in range(sum(k.startswith("opt") for k in f.files))]
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path} is not a checkpoint of rnn_train.py ({e}); start again without --resume")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path} is not a checkpoint of rnn_train.py ({type(e).__name__}: {e}); delete it and "
+                        "start again without --resume")
     return meta, weights, opt
 
 
@@ -191,8 +199,12 @@ def main(argv=None):
             raise UserError(f"--holdout {args.holdout} leaves no episode to train on ({len(usable)} usable)")
         usable, held = usable[:-args.holdout], usable[-args.holdout:]
         print(f"held out the last {len(held)} episodes; training on {len(usable)}")
+    ckpt_path = os.path.join(args.out_dir, CHECKPOINT)
+    claim_outputs(args.out_dir, "rnn_train", ["rnn.json", CHECKPOINT, LOG])
+    if args.resume and not os.path.exists(ckpt_path):
+        print(f"--resume: no checkpoint {ckpt_path}; starting from scratch")
+        args.resume = False
     write_initial_z(series, args.initial_z_out)
-    os.makedirs(args.out_dir, exist_ok=True)
 
     import keras
     from tqdm import tqdm
@@ -204,7 +216,6 @@ def main(argv=None):
     model = build_rnn()
     trainer = Trainer(model, lr=args.lr, decay=args.decay_rate, min_lr=args.min_lr, clip=args.grad_clip)
     log, start = [], 0
-    ckpt_path = os.path.join(args.out_dir, CHECKPOINT)
     if args.resume:
         meta, weights, opt = load_checkpoint(ckpt_path)
         try:
@@ -257,8 +268,6 @@ def main(argv=None):
     t0 = time.time()
     bar = tqdm(range(start, args.num_steps), initial=start, total=args.num_steps, desc="rnn", unit="step")
     for step, (x, y) in zip(bar, prefetch(batches(series, usable, args, start))):
-        if step + 1 == args.debug_nan_at_step:
-            x[:] = np.nan
         lr = trainer.lr_at(step)
         loss, weights_finite = trainer.train_step(x, y)
         if not (np.isfinite(loss) and weights_finite):

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 import config
-from common import UserError, atomic_savez, main_guard
+from common import UserError, atomic_savez, claim_outputs, main_guard
 from vae.vae import ConvVAE
 from records import BadRecord, list_records, load_many, prefetch, scan_records
 
@@ -69,6 +69,7 @@ def main(argv=None):
     vae.load_json(args.vae)
     encode = keras_encoder(vae) if args.keras else vae.encode_mu_logvar
 
+    claim_outputs(os.path.dirname(os.path.abspath(args.out)), "series", [os.path.basename(args.out)], report)
     paths, lengths = scan_records(list_records(args.record_dir, args.num_episodes), report, with_action=True)
     if not paths:
         raise UserError(f"no usable episodes in {args.record_dir} (see above): re-run extract.py")

@@ -47,7 +47,8 @@ import numpy as np
 
 import config
 import es as es_lib
-from common import ScalarWriter, UserError, atomic_write_bytes, atomic_write_json, main_guard, read_json
+from common import (ScalarWriter, UserError, atomic_write_bytes, atomic_write_json, claim_outputs, main_guard,
+                    read_json)
 
 USAGE_MPI = """MPI (one master rank + N-1 worker ranks):
   .venv/bin/mpiexec -n 65 .venv/bin/python -m mpi4py.futures train.py [flags]
@@ -66,10 +67,6 @@ _MODELS = {}
 
 def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None, stall=0):
     """Worker task: one controller on the tracks `seeds` -> (returns, steps) lists."""
-    if os.environ.get("WM_TEST_WORKER_RAISE"):
-        raise ValueError("boom")
-    if os.environ.get("WM_TEST_WORKER_DIE"):
-        os._exit(3)
     import model as model_lib
 
     key = (vae_path, rnn_path, encoder)
@@ -287,11 +284,15 @@ def train(args, executor):
     if (args.encoder or config.ENCODER) == "int8":  # converted here once, before the workers all look for it
         from vae.int8 import prepare
         prepare(args.vae)
-    os.makedirs(args.log_dir, exist_ok=True)
+    claim_outputs(args.log_dir, f"train.{base}", [os.path.basename(v) for v in paths.values()])
 
     if args.resume and os.path.exists(paths["ckpt"]):
-        with open(paths["ckpt"], "rb") as f:
-            st = pickle.load(f)
+        try:
+            with open(paths["ckpt"], "rb") as f:
+                st = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as e:
+            raise UserError(f"checkpoint {paths['ckpt']} cannot be read ({type(e).__name__}: {e}): it is damaged; "
+                            f"delete {prefix}.* to start over (or restore a copy)")
         np.random.set_state(st.pop("np_global"))
         print(f"resuming {paths['ckpt']} after generation {st['generation']}", flush=True)
         write_logs(paths, st)
@@ -397,6 +398,20 @@ def parse_args(argv=None):
             raise UserError(f"--{name} must be at least 1")
     if args.stall_frames < 0:
         raise UserError(f"--stall_frames {args.stall_frames}: must be >= 0 (0: off)")
+    if args.num_worker * args.num_worker_trial < 2:
+        raise UserError("-n x -t (the population) must be at least 2: an evolution strategy ranks candidates")
+    if args.processes is not None and args.processes < 1:
+        raise UserError(f"--processes {args.processes}: must be at least 1")
+    if args.max_len == 0 or args.max_len < -1:
+        raise UserError(f"--max_len {args.max_len}: must be -1 (the full 1000 frames) or at least 1")
+    if not args.sigma_init > 0:
+        raise UserError(f"--sigma_init {args.sigma_init}: must be > 0")
+    if not 0 < args.sigma_decay <= 1:
+        raise UserError(f"--sigma_decay {args.sigma_decay}: must be in (0, 1]")
+    if args.seed_start < 0:
+        raise UserError(f"--seed_start {args.seed_start}: must be >= 0")
+    if args.generations is not None and args.generations < 1:
+        raise UserError(f"--generations {args.generations}: must be at least 1")
     if args.resume and args.retrain:
         raise UserError("--resume and --retrain 1 exclude each other: resume continues the checkpoint")
     if args.mpi and args.processes:

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import config
-from common import ScalarWriter, UserError, atomic_write_json, main_guard, training_device
+from common import ScalarWriter, UserError, atomic_write_json, claim_outputs, main_guard, training_device
 from records import FRAME_SHAPE, BadRecord, list_records, load_many, prefetch, scan_records
 HOLDOUT_FRAMES = 4000  # held-out frames scored at each save (--holdout)
 
@@ -129,6 +129,12 @@ def parse_args(argv):
     for flag in ("epochs", "batch_size", "num_episodes", "save_every", "log_every", "shuffle_episodes"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("max_steps", "max_minutes", "seed"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0 (0: no limit)"
+                            if flag != "seed" else f"--seed {args.seed}: must be >= 0")
+    if not args.lr > 0 or not args.kl_tolerance >= 0:
+        raise UserError("--lr must be > 0 and --kl-tolerance >= 0")
     return args
 
 
@@ -159,6 +165,7 @@ def main(argv=None):
     out_dir = os.path.dirname(os.path.abspath(args.out))
     ckpt_path = os.path.join(out_dir, "vae_ckpt.npz")
     log_path = os.path.join(out_dir, "vae_log.json")
+    claim_outputs(out_dir, "vae_train", [os.path.basename(args.out), "vae_ckpt.npz", "vae_log.json"], report)
     keras.utils.set_random_seed(args.seed)
     model = build_vae(config.Z_SIZE, args.kl_tolerance, args.lr)
     data_id = {"files": len(paths), "frames": int(sum(lengths)), "batch_size": args.batch_size,

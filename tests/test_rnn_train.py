@@ -88,15 +88,22 @@ def test_resume_continues_with_optimizer_state(runs):
     np.testing.assert_allclose([r["loss"] for r in log], [r["loss"] for r in full_log], atol=1e-4)
 
 
-def test_nan_stops_and_keeps_last_good_weights(runs):
+def test_nan_stops_and_keeps_last_good_weights(runs, monkeypatch):
+    from rnn.keras_rnn import Trainer
+
+    real, calls = Trainer.train_step, []
+
+    def train_step(self, x, y):  # the 3rd step is fed NaN inputs, as a diverging run would produce
+        calls.append(1)
+        return real(self, np.full_like(x, np.nan) if len(calls) == 3 else x, y)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
     tmp = runs["tmp"]
     out = tmp / "nan"
-    cmd = [sys.executable, "rnn_train.py", "--series", str(tmp / "series.npz"), "--out-dir", str(out),
-           "--initial-z-out", str(out / "iz.json"), "--num-steps", "6", "--save-every", "2",
-           "--debug-nan-at-step", "3"] + TINY
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert p.returncode != 0
-    assert "loss became nan at step 3" in p.stderr and "last good weights (step 2)" in p.stderr
+    with pytest.raises(UserError) as e:
+        train(tmp, "nan", "--num-steps", "6", "--save-every", "2")
+    assert "loss became nan at step 3" in str(e.value) and "last good weights (step 2)" in str(e.value)
+    monkeypatch.setattr(Trainer, "train_step", real)
     meta, _, _ = checkpoint(out)
     assert meta["step"] == 2
     # rnn.json on disk is the step-2 save: equal to the uninterrupted run's weights after 2 steps
