@@ -103,6 +103,36 @@ def claim_outputs(folder, name, outputs, report=print):
             report(f"removed {tmp}, left by a run killed while saving")
 
 
+def save_checkpoint(path, weights, opt_values, meta, opt_paths=None):
+    """A trainer's checkpoint (vae_train.py, rnn_train.py): weights, optimizer state and a meta
+    dict (step counters, flags) in one uncompressed npz, written atomically."""
+    arrays = {f"w{i:03d}": w for i, w in enumerate(weights)}
+    arrays.update({f"opt{i:03d}": v for i, v in enumerate(opt_values)})
+    if opt_paths is not None:
+        arrays["opt_paths"] = np.array(opt_paths)
+    atomic_savez(path, compressed=False, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_checkpoint(path, who):
+    """(meta, weights, optimizer state) from save_checkpoint's npz; a missing or damaged file is
+    one UserError naming it (`who` wrote it)."""
+    import zipfile
+
+    if not os.path.exists(path):
+        raise UserError(f"checkpoint {path} does not exist")
+
+    def numbered(files, prefix):
+        keys = [k for k in files if k.startswith(prefix) and k[len(prefix):].isdigit()]
+        return sorted(keys, key=lambda k: int(k[len(prefix):]))
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            return meta, [f[k] for k in numbered(f.files, "w")], [f[k] for k in numbered(f.files, "opt")]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path} is not a checkpoint of {who} ({type(e).__name__}: {e}); delete it and "
+                        "start again without --resume")
+
+
 def read_json(path, what="file"):
     """json.load with an error that names the file instead of a traceback."""
     if not os.path.exists(path):
@@ -114,6 +144,18 @@ def read_json(path, what="file"):
         raise UserError(f"{what} {path} is not valid JSON ({e}); re-create or replace it")
 
 
+def score_summary(rewards, laps):
+    """The figures a score is reported with: mean +- std, standard error, interquartile mean
+    (the mean of the middle half: robust to a few crashes), median, bad episodes, laps."""
+    r = np.sort(np.asarray(rewards, dtype=np.float64))
+    n = len(r)
+    q = n // 4
+    iqm = r[q:n - q].mean() if n - 2 * q > 0 else r.mean()
+    se = r.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    return (f"mean {r.mean():.2f} +- {r.std():.2f} (standard error {se:.2f}), interquartile mean {iqm:.2f}, "
+            f"median {np.median(r):.2f}, {int((r < 500).sum())}/{n} under 500, {int(sum(laps))}/{n} laps finished")
+
+
 def has_display():
     """True where a window can open (X11 or Wayland), unless SDL was told to stay headless."""
     if os.environ.get("SDL_VIDEODRIVER") in ("dummy", "offscreen"):
@@ -121,6 +163,14 @@ def has_display():
     if sys.platform in ("darwin", "win32"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def window_or_video(video, default_video):
+    """Where a run's frames go: (True, None) for a window, where there is a display and no video
+    was asked for; else (False, path): the video --video names, or default_video."""
+    if video is None and has_display():
+        return True, None
+    return False, video or default_video
 
 
 def headless():
@@ -204,6 +254,54 @@ def read_scalars(folder):
                         value = float(_np.asarray(tensor_util.make_ndarray(v.tensor)))
                     out.setdefault(v.tag, []).append((event.step, value))
     return out
+
+
+FPS = 50  # CarRacing's render_fps: one simulated step is 1/50 s, in windows and videos alike
+
+
+class Window:
+    """A pygame window showing RGB frames, at most `fps` a second (as CarRacing's human mode).
+
+    show() returns False once the user closed the window or pressed Esc (`closed` stays True).
+    Open it before anything calls common.headless() in this process: SDL reads its video driver
+    when the display is initialised.
+    """
+
+    def __init__(self, size, caption, fps=FPS):
+        import pygame
+
+        self.pygame = pygame
+        pygame.display.init()
+        self.screen = pygame.display.set_mode(size)
+        pygame.display.set_caption(caption)
+        self.clock = pygame.time.Clock()
+        self.fps = fps
+        self.closed = False
+
+    def poll(self):
+        """Handle pending events; True while the window is open."""
+        pg = self.pygame
+        for event in pg.event.get():
+            if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key == pg.K_ESCAPE):
+                self.closed = True
+            elif event.type == pg.WINDOWCLOSE:
+                self.closed = True
+        return not self.closed
+
+    def show(self, frame):
+        if not self.poll():
+            return False
+        # surfarray is (width, height, 3): swap axes of the (height, width, 3) frame
+        surface = self.pygame.surfarray.make_surface(np.ascontiguousarray(frame.swapaxes(0, 1)))
+        self.screen.blit(surface, (0, 0))
+        self.pygame.display.flip()
+        self.clock.tick(self.fps)
+        return True
+
+    def close(self):
+        if self.screen is not None:
+            self.pygame.display.quit()
+            self.screen = None
 
 
 class VideoWriter:

@@ -1,19 +1,36 @@
-"""Every hyperparameter of the experiment, in one place (SPEC.md §2).
+"""Every hyperparameter of the experiment, in one place (docs/models.md explains them), and the
+process settings every script needs before NumPy or TensorFlow loads.
 
-Scripts take their defaults from here and let command-line flags override them; nothing
-else in the project hard-codes these numbers.
+Scripts take their defaults from here and let command-line flags override them. Two numbers
+are fixed by the models' shapes rather than free to change: FRAME_SIZE (V's layers turn 64x64
+into 2x2 and back; vae/vae.py refuses anything else) and Z_SIZE/RNN_SIZE/ACTION_SIZE, which
+every weight file's shapes depend on. The optimisers' own settings (es.py's elite ratios,
+learning rates of OpenES/PEPG, ...) are the original's and live in train.make_es.
 """
 import os
+
+
+def one_blas_thread():
+    """One BLAS thread per process, for rollout workers: their batch-1 matmuls gain nothing from
+    two, and the env step needs the other core. Must run before NumPy is first imported."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def tensorflow_on_cpu():
+    """oneDNN on (TensorFlow leaves it off on AMD CPUs, where training is then ~6x slower) and
+    TensorFlow's start-up chatter off. Must run before TensorFlow is first imported."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # --- environment -------------------------------------------------------------------------
 ENV_NAME = "carracing"            # the name the original used for log files
-GYM_ID = "CarRacing-v3"           # Gymnasium's successor of gym's CarRacing-v0
 MAX_FRAMES = 1000                 # an episode is truncated after this many steps
 CROP_ROWS = 84                    # keep rows 0:84 of the 96x96 frame: drops the indicator bar
-FRAME_SIZE = 64                   # frames are resized to 64x64x3 uint8
-RESIZE_FILTER = "bilinear"        # Pillow's (antialiased) bilinear, as scipy.misc.imresize used
+FRAME_SIZE = 64                   # frames are resized to 64x64x3 uint8 (V's layers need 64)
+RESIZE_FILTER = "BILINEAR"        # Pillow's antialiased bilinear: scipy.misc.imresize's filter
 RENDERER = "exact"                # default CarRacing renderer: stock | exact | turbo
 ENCODER = "numpy"                 # V's encoder in rollouts: numpy (float32) | int8 (LiteRT, ~5x)
 INT8_CACHE = os.environ.get("WM_INT8_CACHE", os.path.join(ROOT, "vae", "int8_cache"))
@@ -42,12 +59,10 @@ RNN_FORGET_BIAS = 1.0             # TF1 BasicLSTMCell adds this to the forget ga
 INITIAL_Z_EPISODES = 1000         # initial_z.json holds the first frame of this many episodes
 
 # --- C: controller -----------------------------------------------------------------------
-CONTROLLER_INPUT = Z_SIZE + RNN_SIZE              # mode "ZH": [z, h] = 288
-CONTROLLER_PARAMS = 3 + CONTROLLER_INPUT * 3      # bias (3) then W (288x3): 867
+CONTROLLER_PARAMS = 3 + (Z_SIZE + RNN_SIZE) * 3  # input [z, h] = 288; bias (3) then W (288x3): 867
 
 # --- random-rollout data (extract.py) -----------------------------------------------------
 EXTRACT_EPISODES = 200            # episodes per worker
-EXTRACT_WORKERS = 64              # workers of the original (extract.bash defaults to the cores)
 RANDOM_STDEV_SCALE = 0.01         # Cauchy weights scaled by rand() * this, new each episode
 
 # --- CMA-ES (train.py) -------------------------------------------------------------------
@@ -56,7 +71,7 @@ ES_NUM_WORKER = 64                # workers of the original
 ES_NUM_WORKER_TRIAL = 1           # candidates per worker per generation: population 64
 ES_NUM_EPISODE = 16               # episodes averaged per candidate fitness
 ES_EVAL_STEPS = 25                # evaluate the mean every this many generations
-ES_NUM_EVAL_EPISODES = 64 * 16    # episodes of each evaluation (seeds 0..63, 16 each)
+ES_NUM_EVAL_EPISODES = 64 * 16    # episodes of each evaluation of the mean: tracks 0..1023
 ES_SIGMA_INIT = 0.1               # initial step size
 ES_SIGMA_DECAY = 0.999            # for the optimisers that decay sigma (not CMA)
 ES_ANTITHETIC = True              # pairs of candidates share an episode seed
@@ -77,4 +92,3 @@ TF_VAE_PATH = os.path.join(ROOT, "tf_vae", "vae.json")
 TF_RNN_PATH = os.path.join(ROOT, "tf_rnn", "rnn.json")
 TF_INITIAL_Z_PATH = os.path.join(ROOT, "tf_initial_z", "initial_z.json")
 LOG_DIR = os.path.join(ROOT, "log")
-BEST_CONTROLLER = os.path.join(LOG_DIR, "carracing.cma.16.64.best.json")

@@ -1,7 +1,7 @@
 """CarRacingDream: the "generated environment" of World Models, a CarRacing dreamed by V and M.
 
 Reads initial_z/initial_z.json (`[mu_list, logvar_list]`, each n x 32 ints x10000, written by
-rnn_train.py); writes nothing. Used by dream_model.py; render_model.py borrows `Window`.
+rnn_train.py); writes nothing. Used by dream_model.py.
 
 The dream, as in the paper: z0 is drawn from the VAE posterior of the first frame of a random
 recorded episode; every step the LSTM of the MDN-RNN steps on [z, action] and the next z is
@@ -17,18 +17,12 @@ max_frames steps, or when the user closes the window (or presses Esc) in "human"
 import json
 import os
 
+import gymnasium as gym
 import numpy as np
 
 import config
-from common import UserError
+from common import FPS, UserError, Window
 from rnn.rnn import rnn_init_state, rnn_next_state, sample_next_z
-
-try:
-    import gymnasium as gym
-except ImportError:  # pragma: no cover - set-up problem
-    gym = None
-
-FPS = 50  # CarRacing's render_fps: a dream frame is one simulated step of 1/50 s
 
 
 def load_initial_z(path=config.INITIAL_Z_PATH):
@@ -50,52 +44,7 @@ def load_initial_z(path=config.INITIAL_Z_PATH):
     return a[0], a[1]
 
 
-class Window:
-    """A pygame window showing RGB frames, at most `fps` a second (as CarRacing's human mode).
-
-    show() returns False once the user closed the window or pressed Esc (`closed` stays True).
-    Open it before anything calls common.headless() in this process: SDL reads its video driver
-    when the display is initialised.
-    """
-
-    def __init__(self, size, caption, fps=FPS):
-        import pygame
-
-        self.pygame = pygame
-        pygame.display.init()
-        self.screen = pygame.display.set_mode(size)
-        pygame.display.set_caption(caption)
-        self.clock = pygame.time.Clock()
-        self.fps = fps
-        self.closed = False
-
-    def poll(self):
-        """Handle pending events; True while the window is open."""
-        pg = self.pygame
-        for event in pg.event.get():
-            if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key == pg.K_ESCAPE):
-                self.closed = True
-            elif event.type == pg.WINDOWCLOSE:
-                self.closed = True
-        return not self.closed
-
-    def show(self, frame):
-        if not self.poll():
-            return False
-        # surfarray is (width, height, 3): swap axes of the (height, width, 3) frame
-        surface = self.pygame.surfarray.make_surface(np.ascontiguousarray(frame.swapaxes(0, 1)))
-        self.screen.blit(surface, (0, 0))
-        self.pygame.display.flip()
-        self.clock.tick(self.fps)
-        return True
-
-    def close(self):
-        if self.screen is not None:
-            self.pygame.display.quit()
-            self.screen = None
-
-
-class CarRacingDream(gym.Env if gym else object):
+class CarRacingDream(gym.Env):
     """CarRacing as M dreams it. Observation: z (32,) float32; action: CarRacing's [steer, gas, brake].
 
     vae: a ConvVAE (render only); rnn: an MDNRNN; initial_z: a path to initial_z.json or a pair

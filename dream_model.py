@@ -18,15 +18,16 @@ import argparse
 import os
 import time
 
+import config
+
 # batch-1 inference gains nothing from BLAS threads, and on a busy machine they cost
 # 100x (VAE encode measured 0.5 ms with one thread, 46 ms with two on 2 shared cores)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+config.one_blas_thread()
 
 import numpy as np  # noqa: E402
 
-import config
-from common import UserError, VideoWriter, has_display, main_guard
-from dream_env import FPS, CarRacingDream, load_initial_z
+from common import FPS, UserError, VideoWriter, main_guard, window_or_video
+from dream_env import CarRacingDream, load_initial_z
 from model import EXP_MODE, agent_from_args, controller_action
 from rnn.rnn import LSTMState, rnn_output
 
@@ -86,10 +87,9 @@ def main(argv=None):
     model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=False)
     print(f"temperature {args.temperature:g}")
 
-    window = args.video is None and has_display()
+    window, path = window_or_video(args.video, os.path.join("videos", f"dream_{seed}.mp4"))
     env = CarRacingDream(model.vae, model.rnn, initial_z, temperature=args.temperature,
                          max_frames=args.max_frames, render_mode="human" if window else "rgb_array")
-    path = None if window else (args.video or os.path.join("videos", f"dream_{seed}.mp4"))
     gif_path = None if args.gif is None else (args.gif or os.path.join("videos", f"dream_{seed}.gif"))
     video = VideoWriter(path, fps=FPS) if path else None
     gif = VideoWriter(gif_path, fps=FPS // GIF_EVERY) if gif_path else None

@@ -10,13 +10,13 @@ Reads nothing; writes a video only with --random and no display (or --video).
 """
 import argparse
 import os
-import sys
 import time
 
+import gymnasium as gym
 import numpy as np
 
 import config
-from common import UserError, VideoWriter, has_display, headless, main_guard
+from common import UserError, VideoWriter, has_display, headless, main_guard, window_or_video
 
 
 def process_frame(state):
@@ -24,7 +24,7 @@ def process_frame(state):
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(state[: config.CROP_ROWS]))
-    img = img.resize((config.FRAME_SIZE, config.FRAME_SIZE), Image.Resampling.BILINEAR)
+    img = img.resize((config.FRAME_SIZE, config.FRAME_SIZE), Image.Resampling[config.RESIZE_FILTER])
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -35,23 +35,17 @@ def car_racing_class(renderer):
 
         return CarRacing
     if renderer == "exact":
-        from carracing_fast import ExactCarRacing
+        from renderers.exact import ExactCarRacing
 
         return ExactCarRacing
     if renderer == "turbo":
-        from carracing_turbo import TurboCarRacing
+        from renderers.turbo import TurboCarRacing
 
         return TurboCarRacing
     raise UserError(f"unknown renderer {renderer!r}: use stock, exact or turbo")
 
 
-try:
-    import gymnasium as gym
-except ImportError:  # pragma: no cover - set-up problem, reported when make_env is called
-    gym = None
-
-
-class CarRacingWrapper(gym.Wrapper if gym else object):
+class CarRacingWrapper(gym.Wrapper):
     """64x64 observations, a 1000-step time limit and the original's full-episode mode.
 
     With full_episode=True nothing terminates the episode before max_frames: the car may
@@ -66,18 +60,19 @@ class CarRacingWrapper(gym.Wrapper if gym else object):
         self.observation_space = gym.spaces.Box(
             0, 255, (config.FRAME_SIZE, config.FRAME_SIZE, 3), dtype=np.uint8)
         self.t = 0
-        self.raw_state = None
 
     def reset(self, *, seed=None, options=None):
         state, info = self.env.reset(seed=seed, options=options)
+        if self.env.unwrapped.render_mode == "human":  # the window exists now; pygame calls it "pygame window"
+            import pygame
+
+            pygame.display.set_caption("CarRacing (World Models)")
         self.t = 0
-        self.raw_state = state
         return process_frame(state), info
 
     def step(self, action):
         state, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float64))
         self.t += 1
-        self.raw_state = state
         if self.full_episode:
             terminated = False
         truncated = truncated or self.t >= self.max_frames
@@ -94,8 +89,6 @@ def make_env(env_name=config.ENV_NAME, seed=-1, render_mode=None, full_episode=F
     """
     if env_name != config.ENV_NAME:
         raise UserError(f"unknown env_name {env_name!r}: only {config.ENV_NAME!r} is supported")
-    if gym is None:
-        raise UserError("gymnasium is not installed: run `bash setup.sh` (or pip install -r requirements.txt)")
     if render_mode != "human":
         headless()  # the 96x96 state is drawn with pygame even with no window
     cls = car_racing_class(renderer or config.RENDERER)
@@ -164,12 +157,12 @@ def play(renderer="stock", seed=None):
 
 def drive_random(seed=0, video=None, renderer=None, max_frames=config.MAX_FRAMES):
     """One episode with random actions: a window where there is a display, else a video."""
-    window = video is None and has_display()
+    window, path = window_or_video(video, os.path.join("videos", "random.mp4"))
     env = make_env(render_mode="human" if window else "rgb_array", renderer=renderer,
                    max_frames=max_frames)
     env.reset(seed=seed)
     env.action_space.seed(seed)
-    writer = None if window else VideoWriter(video or os.path.join("videos", "random.mp4"))
+    writer = None if window else VideoWriter(path)
     total, t0 = 0.0, time.time()
     try:
         done = False

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Random-policy rollouts on many workers, headless (no X server, no xvfb: pygame draws off-screen).
+# Rollouts on many workers, headless (no X server, no xvfb: pygame draws off-screen).
 #
 #   bash extract.bash                 # one worker per core, 200 episodes each (the original: 64 x 200)
 #   WORKERS=64 EPISODES=200 bash extract.bash       # also OUT=record LOGS=log/extract
 #   bash extract.bash --renderer turbo --max-frames 1000   # extra flags go to every extract.py
+#   bash extract.bash --policy follow --seed-start 110000  # driving data (extract.py --help)
 #
 # Writes record/<seed>.npz; files already there are skipped, so rerunning resumes.
 set -u
 cd "$(dirname "$0")"
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,9p' "$0" | cut -c3-
+  echo
+  echo "Flags of every worker (extract.py):"
+  exec "${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}" extract.py --help
+fi
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 WORKERS=${WORKERS:-$(nproc 2>/dev/null || echo 1)}
 EPISODES=${EPISODES:-200}

@@ -33,14 +33,14 @@ import sys
 import time
 import traceback
 
-# One BLAS thread per worker (extract.bash runs one per core); it must be set before numpy loads.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import config
+
+config.one_blas_thread()  # extract.bash runs one worker per core
 import numpy as np  # noqa: E402
 
-import config
 from common import UserError, atomic_savez, main_guard
 from env import make_env
-from model import EXP_MODE, controller_action, make_model
+from model import EXP_MODE, controller_action, make_model, rollout
 from rnn.rnn import rnn_next_state, rnn_output
 
 
@@ -66,8 +66,10 @@ class OUNoise:
 def follow_action(env, lookahead, target_speed):
     """Steer at the track point `lookahead` tiles ahead of the nearest one; slow down for the
     bend after it, and lift off when pointed far from the target (else the car spins in circles)."""
-    car = env.unwrapped.car
-    track = env.unwrapped._wm_track_xy
+    game = env.unwrapped
+    if getattr(game, "_wm_track", None) is not game.track:  # a new track: its centre line once
+        game._wm_track, game._wm_track_xy = game.track, np.array([(t[2], t[3]) for t in game.track])
+    car, track = game.car, game._wm_track_xy
     n = len(track)
     pos = np.array(car.hull.position)
     i = int(np.argmin(((track - pos) ** 2).sum(axis=1)))
@@ -94,39 +96,29 @@ def record_episode(model, env, seed, max_frames, policy="random", noise=0.0):
     np.random.seed(seed)
     if policy == "random":
         model.init_random_model_params(stdev=np.random.rand() * config.RANDOM_STDEV_SCALE)
-    if policy in ("random", "agent"):
-        model.rng = np.random.default_rng(seed)  # z sampling: the same stream as the original's
-        model.reset()
-    obs, _ = env.reset(seed=seed)
     # the driving policies' own draws: how noisy, how fast, how far ahead to look
     rng = np.random.default_rng([seed, 1])
     ou = OUNoise(rng, rng.uniform(0.0, noise) * np.array([1.0, 0.5, 0.3]))
     target_speed, lookahead = rng.uniform(40.0, 110.0), int(rng.integers(3, 8))
-    if policy == "follow":
-        env.unwrapped._wm_track_xy = np.array([(t[2], t[3]) for t in env.unwrapped.track])
     wander = OUNoise(rng, np.array([0.6, 0.4, 0.25]), theta=0.05)
+
+    def noisy(action):
+        return np.clip(action + ou(), ACTION_LOW, ACTION_HIGH)
+
+    def agent(z):  # C's action plus noise; M steps on the action really taken
+        action = noisy(controller_action(rnn_output(model.state, z, EXP_MODE), model.weight, model.bias))
+        model.state = rnn_next_state(model.rnn, z, action, model.state)
+        return action
+
+    def wanderer(_):  # steering drifts, gas mostly on, brake now and then
+        w = wander()
+        return noisy(np.array([w[0], 0.7 + w[1], w[2] - 0.2]))
+
+    act = {"random": None, "agent": agent, "wander": wanderer,
+           "follow": lambda _: noisy(follow_action(env, lookahead, target_speed))}[policy]
     frames, actions = [], []
-    for _ in range(max_frames):
-        frames.append(obs)
-        if policy == "random":
-            z, _, _ = model.encode_obs(obs)
-            action = model.get_action(z)
-        elif policy == "agent":  # C's action plus noise; M steps on the action really taken
-            z, _, _ = model.encode_obs(obs)
-            action = controller_action(rnn_output(model.state, z, EXP_MODE), model.weight, model.bias)
-            action = np.clip(action + ou(), ACTION_LOW, ACTION_HIGH)
-            model.state = rnn_next_state(model.rnn, z, action, model.state)
-        elif policy == "follow":
-            action = follow_action(env, lookahead, target_speed)
-        else:  # wander: steering drifts, gas mostly on, brake now and then
-            w = wander()
-            action = np.array([w[0], 0.7 + w[1], w[2] - 0.2])
-        if policy in ("follow", "wander"):
-            action = np.clip(action + ou(), ACTION_LOW, ACTION_HIGH)
-        actions.append(action)
-        obs, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:  # with full_episode only the frame cap ends it
-            break
+    rollout(model if policy in ("random", "agent") else None, env, seed, max_frames, act=act,
+            on_step=lambda t, obs, mu, action: frames.append(obs) or actions.append(action))
     return np.array(frames, dtype=np.uint8), np.array(actions, dtype=np.float16)
 
 

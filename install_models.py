@@ -17,23 +17,11 @@ import numpy as np
 import config
 from common import UserError, atomic_write_bytes, main_guard, read_json
 
-VAE_NUM_ARRAYS = 20   # 4 conv + mu + logvar + dec_fc + 4 deconv layers, kernel and bias each
-
-
 def check_vae(path):
-    try:
-        from vae.vae import ConvVAE
-    except ModuleNotFoundError as e:   # vae/vae.py absent: fall back to a structural check
-        if e.name not in ("vae", "vae.vae"):
-            raise
-        ConvVAE = None
-    if ConvVAE is not None:
-        ConvVAE().load_json(path)
-        return "ConvVAE loads it"
-    params = read_json(path, "VAE weights file")
-    if not isinstance(params, list) or len(params) != VAE_NUM_ARRAYS:
-        raise UserError(f"{path}: expected a JSON list of {VAE_NUM_ARRAYS} arrays (vae_train.py's output)")
-    return f"{VAE_NUM_ARRAYS} arrays"
+    from vae.vae import ConvVAE
+
+    ConvVAE().load_json(path)
+    return "ConvVAE loads it"
 
 
 def check_rnn(path):

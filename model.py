@@ -14,14 +14,13 @@ V and M run in NumPy; `simulate_batch` drives many episodes in lockstep and batc
 import argparse
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-
-# One BLAS thread: batch-1 matmuls gain nothing from two and the env step needs the other core.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-import numpy as np  # noqa: E402
 
 import config
-from common import UserError, VideoWriter, has_display, main_guard, read_json
+
+config.one_blas_thread()
+import numpy as np  # noqa: E402
+
+from common import UserError, VideoWriter, main_guard, read_json, score_summary, window_or_video
 from env import make_env
 from rnn.rnn import (MODE_ZH, MDNRNN, hps_sample, rnn_init_state, rnn_next_state, rnn_output,
                      rnn_output_size, rowwise_matmul)
@@ -65,6 +64,7 @@ class Model:
         self.rng = np.random.default_rng()
         self.env = None
         self.render_mode = None
+        self._batch_envs, self._batch_renderer = [], None  # simulate_batch's envs, kept between calls
 
     def make_env(self, seed=-1, render_mode=None, full_episode=False, renderer=None,
                  max_frames=config.MAX_FRAMES):
@@ -153,39 +153,59 @@ def check_finite(action, t):
                               "weights hold NaN or inf (retrain, or restore a good file)")
 
 
+def rollout(model, env, seed=None, max_frames=config.MAX_FRAMES, act=None, on_step=None):
+    """The agent's episode loop, which every one-env script drives with (simulate, render_model,
+    extract): encode the frame into z, act, step the env. Returns (return, steps, lap finished).
+
+    z is sampled with noise seeded by `seed`, so simulate_batch gives the same returns.
+    act(z) replaces C's action (extract's noisy driver; it steps M itself); model=None drives
+    with act(None) alone (extract's scripted drivers need no V). on_step(t, obs, mu, action),
+    called after the env took the action on the frame obs, returns False to stop the episode.
+    """
+    if model is not None:
+        model.rng = np.random.default_rng(seed)
+        model.reset()
+    obs, _ = env.reset(seed=seed)
+    total, steps, lap = 0.0, 0, False
+    while steps < max_frames:
+        z = mu = None
+        if model is not None:
+            z, mu, _ = model.encode_obs(obs)
+        action = model.get_action(z) if act is None else act(z)
+        check_finite(action, steps)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        lap |= bool(info.get("lap_finished", False))
+        steps += 1
+        if on_step is not None and on_step(steps - 1, obs, mu, action) is False:
+            break
+        if terminated or truncated:
+            break
+        obs = next_obs
+    return total, steps, lap
+
+
 def simulate(model, train_mode=False, render_mode=False, num_episode=5, seed=-1, max_len=-1,
              video=None):
-    """Episodes one at a time; returns (reward_list, t_list).
+    """Episodes one at a time in model.env; returns (reward_list, steps_list), steps as counts.
 
-    seed >= 0 makes episode i use track seed+i and z-sampling noise seeded the same way, so
-    simulate_batch gives the same returns. train_mode with max_len > 0 caps episode length.
-    render_mode shows the env's window if it has one; `video` (a VideoWriter) records it.
+    seed >= 0 makes episode i use track seed+i (and the same z-sampling noise as
+    simulate_batch). train_mode with max_len > 0 caps episode length. render_mode prints each
+    return (and shows the env's window if it has one); `video` (a VideoWriter) records it.
     """
     if model.env is None:
         model.make_env()
-    max_episode_length = max_len if (train_mode and max_len > 0) else config.MAX_FRAMES
-    reward_list, t_list = [], []
+    max_frames = max_len if (train_mode and max_len > 0) else config.MAX_FRAMES
+    record = None if video is None else (lambda *_: video.append(model.env.render()))
+    reward_list, steps_list = [], []
     for episode in range(num_episode):
-        ep_seed = seed + episode if seed >= 0 else None
-        model.rng = np.random.default_rng(ep_seed)
-        model.reset()
-        obs, _ = model.env.reset(seed=ep_seed)
-        total_reward, t = 0.0, 0
-        for t in range(max_episode_length):
-            z, _, _ = model.encode_obs(obs)
-            action = model.get_action(z)
-            check_finite(action, t)
-            obs, reward, terminated, truncated, _ = model.env.step(action)
-            if video is not None:
-                video.append(model.env.render())
-            total_reward += reward
-            if terminated or truncated:
-                break
+        total, steps, _ = rollout(model, model.env, seed + episode if seed >= 0 else None, max_frames,
+                                  on_step=record)
         if render_mode:
-            print(f"total reward {total_reward:.2f} timesteps {t + 1}", flush=True)
-        reward_list.append(total_reward)
-        t_list.append(t)
-    return reward_list, t_list
+            print(f"total reward {total:.2f} timesteps {steps}", flush=True)
+        reward_list.append(total)
+        steps_list.append(steps)
+    return reward_list, steps_list
 
 
 def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
@@ -202,8 +222,8 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
     seeds = [int(s) for s in seeds]
     n = len(seeds)
     max_steps = max_len if max_len > 0 else config.MAX_FRAMES
-    envs = getattr(model, "_batch_envs", [])
-    if getattr(model, "_batch_renderer", None) != renderer:
+    envs = model._batch_envs
+    if model._batch_renderer != renderer:
         for e in envs:
             e.close()
         envs = []
@@ -289,56 +309,14 @@ def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True, enc
     return model, seed
 
 
-def _evaluate_chunk(args):
-    """Worker: a chunk of evaluation episodes, batched, with the agent rebuilt as in main()."""
-    filename, seed, seeds, vae_path, rnn_path, renderer, max_frames, encoder = args
-    model, _ = agent_from_args(filename, seed, vae_path, rnn_path, random_vm=True, verbose=False,
-                               encoder=encoder)
-    laps = []
-    rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer, laps=laps)
-    return rewards.tolist(), steps.tolist(), laps
-
-
-def run_episodes(model, filename, seed, seeds, vae_path, rnn_path, renderer=None, workers=1,
-                 max_frames=config.MAX_FRAMES):
-    """(return, steps, lap finished) of one episode per seed: on `model` here, or spread over
-    `workers` processes that rebuild it from (filename, seed)."""
-    chunks = [seeds[i::workers] for i in range(workers) if seeds[i::workers]]
-    tasks = [(filename, seed, c, vae_path, rnn_path, renderer, max_frames, model.encoder_kind)
-             for c in chunks]
-    if len(tasks) == 1:
-        laps = []
-        rewards, steps = simulate_batch(model, seeds, max_len=max_frames, renderer=renderer, laps=laps)
-        results = [(rewards.tolist(), steps.tolist(), laps)]
-    else:
-        model.encoder  # an int8 encoder is converted once here, not by every worker at once
-        with ProcessPoolExecutor(len(tasks)) as pool:
-            results = list(pool.map(_evaluate_chunk, tasks))
-    by_seed = {}
-    for chunk, (rewards, steps, laps) in zip(chunks, results):
-        by_seed.update({s: (r, t, lap) for s, r, t, lap in zip(chunk, rewards, steps, laps)})
-    return [by_seed[s] for s in seeds]
-
-
-def score_summary(rewards, laps):
-    """The figures a score is reported with: mean +- std, standard error, interquartile mean
-    (the mean of the middle half: robust to a few crashes), median, bad episodes, laps."""
-    r = np.sort(np.asarray(rewards, dtype=np.float64))
-    n = len(r)
-    q = n // 4
-    iqm = r[q:n - q].mean() if n - 2 * q > 0 else r.mean()
-    se = r.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-    return (f"mean {r.mean():.2f} +- {r.std():.2f} (standard error {se:.2f}), interquartile mean {iqm:.2f}, "
-            f"median {np.median(r):.2f}, {int((r < 500).sum())}/{n} under 500, {int(sum(laps))}/{n} laps finished")
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["render", "norender"], help="render: one episode shown; norender: many, scored")
     p.add_argument("file", nargs="?", default=None, help="controller file (default: random weights)")
     p.add_argument("seed", nargs="?", type=int, default=None, help="first track seed (default: random)")
     p.add_argument("--episodes", type=int, default=None, help="norender episodes (default 100)")
-    p.add_argument("--workers", type=int, default=1, help="norender: processes to spread episodes over")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"norender: processes to spread episodes over (default: the cores, {os.cpu_count()})")
     p.add_argument("--video", default=None, help="render: write this mp4/gif instead of opening a window")
     p.add_argument("--video-if-headless", default=None, metavar="PATH",
                    help="render with no display: write the video here (default videos/model_<seed>.mp4)")
@@ -361,26 +339,28 @@ def main(argv=None):
                                   encoder=args.encoder)
 
     if args.mode == "render":
-        window = args.video is None and has_display()
+        window, path = window_or_video(args.video, args.video_if_headless or os.path.join("videos", f"model_{seed}.mp4"))
         model.make_env(render_mode="human" if window else "rgb_array", renderer=args.renderer,
                        max_frames=args.max_frames)
-        path = args.video or args.video_if_headless or os.path.join("videos", f"model_{seed}.mp4")
         t0 = time.time()
         if window:
             rewards, ts = simulate(model, render_mode=True, num_episode=1, seed=seed)
         else:
             with VideoWriter(path) as video:
                 rewards, ts = simulate(model, render_mode=True, num_episode=1, seed=seed, video=video)
-            print(f"video: {path} ({ts[0] + 1} frames, {time.time() - t0:.0f}s)")
-        print(f"terminal reward {rewards[0]:.2f} average steps taken {ts[0] + 1}")
+            print(f"video: {path} ({ts[0]} frames, {ts[0] / 50:.0f} s at 50 fps; written in {time.time() - t0:.0f} s)")
+        print(f"terminal reward {rewards[0]:.2f} average steps taken {ts[0]}")
         model.env.close()
         return
 
     episodes = 100 if args.episodes is None else args.episodes
     seeds = [seed + i for i in range(episodes)]
     t0 = time.time()
+    from workers import run_episodes
+
+    workers = args.workers or os.cpu_count() or 1
     out = run_episodes(model, model.source_file, seed, seeds, args.vae, args.rnn, renderer=args.renderer,
-                       workers=max(1, args.workers), max_frames=args.max_frames)
+                       workers=workers, max_frames=args.max_frames, progress=True)
     rewards = np.array([r for r, _, _ in out])
     for s, (r, t, lap) in zip(seeds, out):
         print(f"seed {s} reward {r:.2f} steps {t}{' lap finished' if lap else ''}")

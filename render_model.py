@@ -17,16 +17,16 @@ import argparse
 import os
 import time
 
+import config
+
 # batch-1 inference gains nothing from BLAS threads, and on a busy machine they cost
 # 100x (VAE encode measured 0.5 ms with one thread, 46 ms with two on 2 shared cores)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+config.one_blas_thread()
 
 import numpy as np  # noqa: E402
 
-import config
-from common import UserError, VideoWriter, has_display, main_guard
-from dream_env import FPS, Window
-from model import agent_from_args
+from common import FPS, UserError, VideoWriter, Window, main_guard, window_or_video
+from model import agent_from_args, rollout
 
 SCALE = 4
 
@@ -57,22 +57,12 @@ def reconstruct(vae, mu):
 def run(model, seed, show, max_frames=config.MAX_FRAMES, labels=True, log=print):
     """One episode as model.simulate runs it; each step's picture goes to show(frame), which
     returns False to stop (a closed window). Returns (total_reward, steps)."""
-    model.rng = np.random.default_rng(seed)
-    model.reset()
-    obs, _ = model.env.reset(seed=seed)
-    total, steps = 0.0, 0
-    for steps in range(1, max_frames + 1):
-        z, mu, _ = model.encode_obs(obs)
-        if not show(side_by_side(obs, reconstruct(model.vae, mu), labels=labels)):
-            steps -= 1
-            break
-        action = model.get_action(z)
-        obs, reward, terminated, truncated, _ = model.env.step(action)
-        total += reward
-        if steps % 100 == 0:
-            log(f"step {steps}  total_reward {total:.2f}", flush=True)
-        if terminated or truncated:
-            break
+    def on_step(t, obs, mu, action):
+        if (t + 1) % 100 == 0:
+            log(f"step {t + 1}", flush=True)
+        return show(side_by_side(obs, reconstruct(model.vae, mu), labels=labels))
+
+    total, steps, _ = rollout(model, model.env, seed, max_frames, on_step=on_step)
     return total, steps
 
 
@@ -93,13 +83,13 @@ def main(argv=None):
     model, seed = agent_from_args(args.file, args.seed, args.vae, args.rnn, random_vm=False)
 
     window = video = None
-    if args.video is None and has_display():
+    use_window, path = window_or_video(args.video, os.path.join("videos", f"real_vs_vae_{seed}.mp4"))
+    if use_window:
         # before make_env, which switches SDL to its off-screen driver for the 96x96 drawing
         window = Window((128 * SCALE, 64 * SCALE), "World Models: real frame vs VAE reconstruction"
                         " - Esc quits", fps=FPS)
         show = window.show
     else:
-        path = args.video or os.path.join("videos", f"real_vs_vae_{seed}.mp4")
         video = VideoWriter(path, fps=FPS)
         show = lambda frame: video.append(frame) or True  # noqa: E731
     model.make_env(render_mode=None, renderer=args.renderer, max_frames=args.max_frames)

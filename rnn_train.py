@@ -1,4 +1,4 @@
-"""Train M, the MDN-RNN, on the latent series of the recorded episodes (SPEC §2).
+"""Train M, the MDN-RNN, on the latent series of the recorded episodes (docs/models.md).
 
 Reads  series/series.npz: mu, logvar float16 (N,T,32), action float16 (N,T,3), length int32 (N,).
 Writes tf_rnn/rnn.json (every --save-every steps and at the end, atomically),
@@ -18,21 +18,19 @@ controller looks for them.
 Tiny run: python rnn_train.py --num-steps 3 --batch-size 4 --seq-len 10 --out-dir /tmp/r --initial-z-out /tmp/r/iz.json
 """
 import argparse
-import json
 import os
 import time
 import zipfile
 
-# must precede the first TensorFlow import (done lazily below): oneDNN is off by default on AMD CPUs
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import config  # noqa: E402
+
+config.tensorflow_on_cpu()  # before the first TensorFlow import (done lazily below)
 
 import numpy as np  # noqa: E402
 
-import config  # noqa: E402
 from records import prefetch  # noqa: E402
-from common import (ScalarWriter, UserError, atomic_savez, atomic_write_json, claim_outputs, main_guard, read_json,  # noqa: E402
-                    training_device)
+from common import (ScalarWriter, UserError, atomic_write_json, claim_outputs,  # noqa: E402
+                    load_checkpoint, main_guard, read_json, save_checkpoint, training_device)
 
 CHECKPOINT = "rnn_checkpoint.npz"
 LOG = "rnn_log.json"
@@ -66,9 +64,11 @@ def parse_args(argv=None):
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
     if a.holdout < 0:
         raise UserError(f"--holdout must be 0 or more, got {a.holdout}")
-    for flag in ("lr", "grad_clip", "min_lr"):
-        if not getattr(a, flag) > 0:
-            raise UserError(f"--{flag.replace('_', '-')} {getattr(a, flag)}: must be > 0")
+    for flag in ("lr", "min_lr"):  # 0 is allowed: no learning (the tests use it)
+        if not getattr(a, flag) >= 0:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(a, flag)}: must be >= 0")
+    if not a.grad_clip > 0:
+        raise UserError(f"--grad-clip {a.grad_clip}: must be > 0")
     if not 0 < a.decay_rate <= 1:
         raise UserError(f"--decay-rate {a.decay_rate}: must be in (0, 1]")
     if a.seed < 0 or a.max_minutes < 0:
@@ -167,26 +167,10 @@ def save_all(out_dir, model, trainer, step, log, args):
     m = MDNRNN()
     m.set_weights(keras_to_weights(model))
     m.save_json(os.path.join(out_dir, "rnn.json"))
-    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-    arrays.update({f"opt{i}": v for i, v in enumerate(trainer.optimizer_state())})
     meta = {"step": step, "seed": args.seed, "seq_len": args.seq_len,
             "batch_size": args.batch_size, "series": os.path.abspath(args.series)}
-    atomic_savez(os.path.join(out_dir, CHECKPOINT), compressed=False, meta=np.array(json.dumps(meta)), **arrays)
+    save_checkpoint(os.path.join(out_dir, CHECKPOINT), model.get_weights(), trainer.optimizer_state(), meta)
     atomic_write_json(os.path.join(out_dir, LOG), log)
-
-
-def load_checkpoint(path):
-    if not os.path.exists(path):
-        raise UserError(f"--resume: {path} does not exist; start without --resume (or pick the right --out-dir)")
-    try:
-        with np.load(path) as f:
-            meta = json.loads(str(f["meta"]))
-            weights = [f[f"w{i}"] for i in range(sum(k.startswith("w") for k in f.files))]
-            opt = [f[f"opt{i}"] for i in range(sum(k.startswith("opt") for k in f.files))]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path} is not a checkpoint of rnn_train.py ({type(e).__name__}: {e}); delete it and "
-                        "start again without --resume")
-    return meta, weights, opt
 
 
 def main(argv=None):
@@ -217,7 +201,7 @@ def main(argv=None):
     trainer = Trainer(model, lr=args.lr, decay=args.decay_rate, min_lr=args.min_lr, clip=args.grad_clip)
     log, start = [], 0
     if args.resume:
-        meta, weights, opt = load_checkpoint(ckpt_path)
+        meta, weights, opt = load_checkpoint(ckpt_path, "rnn_train.py")
         try:
             model.set_weights(weights)
             trainer.set_optimizer_state(opt)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set-up (virtualenv + requirements) then the default test run (~15 min on 2 cores).
+# The test command: set-up (virtualenv + requirements) then the default test run (~6 min on 2 cores).
 # Window tests start their own Xvfb; they are skipped with a reason if Xvfb/xdotool are missing
 # (on Debian/Ubuntu: apt-get install -y xvfb xdotool). Extra arguments go to pytest.
 set -e

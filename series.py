@@ -1,4 +1,4 @@
-"""Encode every recorded episode into latent series for training M (SPEC.md §1).
+"""Encode every recorded episode into latent series for training M.
 
 Reads record/*.npz (`obs` uint8 (T,64,64,3), `action` (T,3)) and the VAE weights
 tf_vae/vae.json (--vae); writes series/series.npz (--out), atomically:

@@ -22,7 +22,7 @@ Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num
   tb/<base>/            TensorBoard scalars (written without TensorFlow)
 All files are replaced atomically, so a killed run never leaves half a file.
 
-Workers (concurrent.futures): under MPI (see the usage below) the other ranks evaluate and
+Workers (workers.py): under MPI (see the usage below) the other ranks evaluate and
 sleep while idle; otherwise a pool of --processes local processes (default: the cores).
 One task = one candidate on its num_episode tracks, run in lockstep by model.simulate_batch
 so V and M are batched across those episodes; evaluations are split into tasks of
@@ -30,23 +30,20 @@ num_episode tracks. A worker that raises or dies stops the run at once with its 
 """
 import os
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-for _var in THREAD_VARS:
-    os.environ.setdefault(_var, "1")  # before numpy: one BLAS thread per process
+import config  # noqa: E402
+
+config.one_blas_thread()  # before numpy: one BLAS thread per process
 
 import argparse
-import contextlib
-import multiprocessing
 import pickle
 import sys
 import time
 import traceback
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ProcessPoolExecutor, wait
 
 import numpy as np
 
-import config
 import es as es_lib
+from workers import WorkerError, abort_workers, open_executor, run_tasks, under_mpi
 from common import (ScalarWriter, UserError, atomic_write_bytes, atomic_write_json, claim_outputs, main_guard,
                     read_json)
 
@@ -76,120 +73,6 @@ def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None,
     m.set_model_params(params)
     rewards, steps = model_lib.simulate_batch(m, seeds, max_len=max_len, renderer=renderer, stall=stall)
     return np.asarray(rewards, dtype=np.float64).tolist(), np.asarray(steps).tolist()
-
-
-class InlineExecutor(Executor):
-    """Runs each task at submit() in this process (--processes 1: easy to debug and profile)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as e:  # noqa: BLE001 - handed back like a pool would
-            future.set_exception(e)
-        return future
-
-
-class WorkerError(Exception):
-    pass
-
-
-def run_tasks(executor, tasks):
-    """Submit (params, seeds, ...) tasks; results in order. Fails fast on the first error."""
-    futures = [executor.submit(evaluate, *t) for t in tasks]
-    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-    for f in futures:
-        if f in done and f.exception() is not None:
-            e = f.exception()
-            cause = e.__cause__  # a process pool attaches the worker's traceback here
-            detail = f"\n{cause}" if cause is not None else ""
-            raise WorkerError(f"{type(e).__name__}: {e}{detail}")
-    return [f.result() for f in futures]
-
-
-# --- executors --------------------------------------------------------------------------------
-
-def under_mpi():
-    """True when started by mpiexec with more than one rank (or through mpi4py.futures)."""
-    if "mpi4py.futures" in sys.modules:
-        return True
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
-        if int(os.environ.get(var, "1") or 1) > 1:
-            return True
-    return False
-
-
-@contextlib.contextmanager
-def open_executor(use_mpi, processes):
-    """Yields an Executor on the master; None on an MPI worker rank once the run is over."""
-    if use_mpi:
-        from mpi4py import MPI
-        from mpi4py.futures import MPICommExecutor, MPIPoolExecutor, _core
-
-        if getattr(_core, "SharedPool", None) is not None:  # python -m mpi4py.futures train.py
-            with MPIPoolExecutor() as executor:
-                yield executor
-            return
-        if MPI.COMM_WORLD.Get_size() < 2:
-            raise UserError("--mpi needs worker ranks: " + USAGE_MPI.split("\n", 1)[1].strip())
-        with MPICommExecutor(MPI.COMM_WORLD, root=0) as executor:
-            yield executor  # worker ranks serve tasks inside __enter__ and get None
-        return
-    if processes == 1:
-        yield InlineExecutor()
-        return
-    # forkserver, not fork: workers start clean, with one BLAS thread even if the caller
-    # imported NumPy multi-threaded (forked OpenBLAS threads spin and starve the cores)
-    for var in THREAD_VARS:
-        os.environ.setdefault(var, "1")
-    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=die_with_master, initargs=(os.getpid(),))
-    try:
-        yield executor
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def die_with_master(master_pid):
-    """Pool worker start-up: exit when the master dies, even by SIGKILL (a pool worker is the
-    forkserver's child, so nothing else tells it; it would sit on ~250 MB for minutes)."""
-    import ctypes
-    import signal
-    import threading
-
-    try:  # Linux: the kernel kills us when our parent, the forkserver, goes
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-    def watch():  # everywhere: poll the master itself
-        while True:
-            try:
-                os.kill(master_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:
-                pass
-            time.sleep(1.0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def abort_workers(executor):
-    """Stop every worker now (fail fast): MPI_Abort, or terminate the pool's processes."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if isinstance(executor, ProcessPoolExecutor):
-        for p in list((getattr(executor, "_processes", None) or {}).values()):
-            p.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)
-    elif "mpi4py" in sys.modules:
-        from mpi4py import MPI
-
-        # mpiexec forwards each rank's output through a proxy that MPI_Abort kills at once:
-        # without this pause the error just printed is often lost on a busy machine.
-        time.sleep(1.0)
-        MPI.COMM_WORLD.Abort(1)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -234,7 +117,7 @@ def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, m
     """ask -> evaluate everywhere -> tell. Returns (fitness, steps) per candidate."""
     solutions = optimizer.ask()
     seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common)
-    results = run_tasks(executor, [(s, sd, max_len, *models, stall) for s, sd in zip(solutions, seeds)])
+    results = run_tasks(executor, evaluate, [(s, sd, max_len, *models, stall) for s, sd in zip(solutions, seeds)])
     fitness = np.array([np.mean(r) for r, _ in results])
     steps = np.array([np.mean(t) for _, t in results])
     optimizer.tell(fitness)
@@ -245,7 +128,7 @@ def evaluate_mean(executor, params, num_eval_episode, chunk, max_len, models):
     """Mean return of `params` on tracks 0..num_eval_episode-1, in tasks of `chunk` tracks."""
     seeds = list(range(num_eval_episode))
     tasks = [(params, seeds[i:i + chunk], max_len, *models) for i in range(0, len(seeds), chunk)]
-    return float(np.mean([r for rewards, _ in run_tasks(executor, tasks) for r in rewards]))
+    return float(np.mean([r for rewards, _ in run_tasks(executor, evaluate, tasks) for r in rewards]))
 
 
 def write_logs(paths, st):
@@ -382,7 +265,8 @@ def parse_args(argv=None):
     p.add_argument("--sigma_decay", type=float, default=config.ES_SIGMA_DECAY)
     p.add_argument("--generations", type=int, default=None, help="stop after N generations (default: never)")
     p.add_argument("--resume", action="store_true", help="continue from <base>.ckpt.pkl")
-    p.add_argument("--max_len", type=int, default=-1, help="cap every episode at N frames (-1: 1000)")
+    p.add_argument("--max_len", "--max-frames", dest="max_len", type=int, default=-1,
+                   help="cap every episode at N frames (-1: 1000); --max-frames as in the other scripts")
     p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
                    help=f"CarRacing renderer (default {config.RENDERER})")
     p.add_argument("--encoder", default=None, choices=["numpy", "int8"],
@@ -427,7 +311,7 @@ def main(argv=None):
     use_mpi = args.mpi or (not args.processes and under_mpi())
     popsize = args.num_worker * args.num_worker_trial
     processes = max(1, min(args.processes or os.cpu_count() or 1, popsize))
-    with open_executor(use_mpi, processes) as executor:
+    with open_executor(use_mpi, processes, USAGE_MPI.split("\n", 1)[1].strip()) as executor:
         if executor is None:
             return  # an MPI worker rank: the master has finished
         try:

@@ -1,4 +1,4 @@
-"""Train V, the ConvVAE, on the random-rollout frames of record/ (SPEC.md §2).
+"""Train V, the ConvVAE, on the random-rollout frames of record/ (docs/models.md).
 
 Reads record/*.npz (`obs` uint8 (T,64,64,3), written by extract.py) as a stream: each epoch
 visits the files in a new random order, in blocks of --shuffle-episodes episodes whose frames
@@ -133,8 +133,8 @@ def parse_args(argv):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0 (0: no limit)"
                             if flag != "seed" else f"--seed {args.seed}: must be >= 0")
-    if not args.lr > 0 or not args.kl_tolerance >= 0:
-        raise UserError("--lr must be > 0 and --kl-tolerance >= 0")
+    if not args.lr >= 0 or not args.kl_tolerance >= 0:
+        raise UserError(f"--lr {args.lr} and --kl-tolerance {args.kl_tolerance} must be >= 0")
     return args
 
 
@@ -158,7 +158,7 @@ def main(argv=None):
         raise UserError(f"{sum(lengths)} frames in {args.record_dir} are fewer than --batch-size {args.batch_size}")
     stream = FrameStream(paths, lengths, args.batch_size, args.seed, args.shuffle_episodes, report)
 
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow loads
+    config.tensorflow_on_cpu()  # before TensorFlow loads
     from vae.keras_vae import build_vae, keras_to_weights, load_checkpoint, save_checkpoint, save_json
     import keras
 

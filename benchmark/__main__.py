@@ -21,11 +21,11 @@ import os
 import platform
 import time
 
-# Per-core figures: one BLAS thread, as rollout workers run (model.py, train.py set the same).
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import config
+
+config.one_blas_thread()  # per-core figures, as rollout workers run
 import numpy as np  # noqa: E402
 
-import config
 from benchmark.train_bench import shipped_vm
 from common import atomic_write_json, main_guard
 
@@ -282,8 +282,7 @@ def main(argv=None):
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     p.add_argument("--out", default=os.path.join(config.ROOT, "benchmark", "results.json"))
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config.tensorflow_on_cpu()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     r = {"machine": machine(), "quick": args.quick}
     for s in sections:

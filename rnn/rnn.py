@@ -1,6 +1,6 @@
 """M, the MDN-RNN, for inference in pure NumPy (rollout workers import this: no TensorFlow here).
 
-Reads and writes `rnn.json` (SPEC §3): a JSON list of four nested int lists, each value
+Reads and writes `rnn.json` (docs/formats.md): a JSON list of four nested int lists, each value
 round(p * 10000), in the TF1 creation order output_w (256,480), output_b (480,),
 kernel (291,1024), bias (1024,). The LSTM is TF1's BasicLSTMCell: kernel rows are
 [input 35; hidden 256], gate columns i, j, f, o, and a forget bias of 1.0 is added at run time.
@@ -10,7 +10,6 @@ rnn_output_size) and accept unbatched (z (32,), a (3,), c/h (256,)) or batched (
 (B,256)) arrays. Training lives in rnn/keras_rnn.py and rnn_train.py.
 """
 import json
-import os
 from collections import namedtuple
 
 import numpy as np
@@ -51,11 +50,8 @@ def default_hps():
 hps_model = default_hps()
 hps_sample = hps_model._replace(batch_size=1, max_seq_len=1, is_training=0)
 
-# controller input modes, numbered as the original numbered them
-MODE_ZCH = 0
-MODE_ZC = 1
-MODE_Z = 2
-MODE_Z_HIDDEN = 3   # z only (the original put a hidden layer in the controller)
+# the controller's input mode, numbered as the original numbered it: [z, h]. The original's
+# other modes ([z, c, h], [z, c], z) were never used for CarRacing and are not kept.
 MODE_ZH = 4
 
 LSTMState = namedtuple("LSTMState", ["c", "h"])
@@ -196,27 +192,15 @@ def rnn_next_state(rnn, z, a, prev_state):
 
 
 def rnn_output_size(mode=MODE_ZH):
-    if mode == MODE_ZCH:
-        return config.Z_SIZE + 2 * config.RNN_SIZE
-    if mode in (MODE_ZC, MODE_ZH):
-        return config.Z_SIZE + config.RNN_SIZE
-    if mode in (MODE_Z, MODE_Z_HIDDEN):
-        return config.Z_SIZE
-    raise ValueError(f"unknown controller mode {mode!r}")
+    if mode != MODE_ZH:
+        raise ValueError(f"unknown controller mode {mode!r}: only MODE_ZH ([z, h]) is supported")
+    return config.Z_SIZE + config.RNN_SIZE
 
 
 def rnn_output(state, z, mode=MODE_ZH):
-    """The controller's input: [z, h] for MODE_ZH ((288,) or (B,288)); [z, c, h], [z, c] or z for the others."""
-    z = _f32(z)
-    if mode == MODE_ZH:
-        return np.concatenate([z, _f32(state.h)], axis=-1)
-    if mode == MODE_ZCH:
-        return np.concatenate([z, _f32(state.c), _f32(state.h)], axis=-1)
-    if mode == MODE_ZC:
-        return np.concatenate([z, _f32(state.c)], axis=-1)
-    if mode in (MODE_Z, MODE_Z_HIDDEN):
-        return z
-    raise ValueError(f"unknown controller mode {mode!r}")
+    """The controller's input [z, h]: (288,) or (B, 288)."""
+    rnn_output_size(mode)  # checks the mode
+    return np.concatenate([_f32(z), _f32(state.h)], axis=-1)
 
 
 # ---- mixture density output -----------------------------------------------------------------

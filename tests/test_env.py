@@ -1,7 +1,6 @@
 """The CarRacing wrapper: frames, crop, seeds, full episodes, and keyboard play in a real window."""
 import os
 import subprocess
-import time
 
 import numpy as np
 import pytest

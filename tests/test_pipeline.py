@@ -1,7 +1,6 @@
 """The whole training pipeline at toy scale, each stage run as a user runs it:
 extract -> vae_train -> series -> rnn_train -> install_models, then the agent loads the result."""
 import json
-import os
 import subprocess
 
 import numpy as np

@@ -41,8 +41,7 @@ def test_hyperparameters_and_shapes():
     m = R.MDNRNN()
     assert [w.shape for w in m.weights] == [(256, 480), (480,), (291, 1024), (1024,)]
     assert all(w.dtype == np.float32 for w in m.weights)
-    assert [R.rnn_output_size(k) for k in (R.MODE_ZCH, R.MODE_ZC, R.MODE_Z, R.MODE_Z_HIDDEN, R.MODE_ZH)] == \
-        [544, 288, 32, 32, 288]
+    assert R.rnn_output_size(R.MODE_ZH) == 288
 
 
 def test_json_round_trip_is_exact(tmp_path):
@@ -127,10 +126,9 @@ def test_batched_and_unbatched_agree():
         s = R.rnn_next_state(m, z[k], a[k], R.rnn_next_state(m, z[k], a[k], s))
         np.testing.assert_allclose(sb.h[k], s.h, atol=1e-6)
         np.testing.assert_allclose(sb.c[k], s.c, atol=1e-6)
-        for mode in (R.MODE_ZH, R.MODE_ZCH, R.MODE_ZC, R.MODE_Z):
-            ob = R.rnn_output(sb, z, mode)
-            assert ob.shape == (4, R.rnn_output_size(mode))
-            np.testing.assert_allclose(ob[k], R.rnn_output(s, z[k], mode), atol=1e-6)
+        ob = R.rnn_output(sb, z)
+        assert ob.shape == (4, R.rnn_output_size())
+        np.testing.assert_allclose(ob[k], R.rnn_output(s, z[k]), atol=1e-6)
         for got, want in zip(R.mdn_coef(m, sb.h), R.mdn_coef(m, s.h)):
             np.testing.assert_allclose(got[k], want, atol=1e-5)
         np.testing.assert_allclose(R.sample_next_z(m, sb.h, 0.0)[k], R.sample_next_z(m, s.h, 0.0), atol=1e-5)

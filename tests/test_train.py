@@ -1,6 +1,5 @@
 """train.py: tiny runs with and without MPI write the original's log files; SIGKILL + --resume
 loses and repeats nothing; a failing worker stops the run at once with its message."""
-import importlib.util
 import json
 import os
 import pickle
@@ -18,7 +17,7 @@ PYTHON = sys.executable
 MPIEXEC = os.path.join(os.path.dirname(PYTHON), "mpiexec")
 TRAIN = os.path.join(ROOT, "train.py")
 BASE = "carracing.cma.2.4"
-RENDERER = "exact" if importlib.util.find_spec("carracing_fast") else "stock"
+RENDERER = "exact"
 TINY = ["-n", "4", "--num_episode", "2", "--max_len", "50", "--generations", "2", "--eval_steps", "1",
         "--num_eval_episode", "2", "--renderer", RENDERER]
 

@@ -6,18 +6,18 @@ list in vae.json order with no reshaping. Written in keras.ops only, so it train
 TensorFlow backend (the default) or with KERAS_BACKEND=torch (a GPU machine without
 TensorFlow); see common.keras_backend. Import this module only where training happens.
 """
-import json
-import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN is off by default on AMD CPUs: 6x slower
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import config  # noqa: E402
+
+config.tensorflow_on_cpu()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from common import UserError, atomic_savez, keras_backend  # noqa: E402
-from vae.vae import DEC_DECONVS, ENC_CONVS, ConvVAE, param_layout  # noqa: E402
+import common  # noqa: E402
+from common import UserError, keras_backend  # noqa: E402
+from vae.vae import DEC_DECONVS, ENC_CONVS, IMAGE_SHAPE, ConvVAE, param_layout  # noqa: E402
 
 if keras_backend() == "torch":  # (a clear error for a backend the train step is not tested on)
     import torch
@@ -59,7 +59,7 @@ class KerasVAE:
     def __init__(self, z_size=32, kl_tolerance=0.5, learning_rate=1e-4):
         self.z_size = z_size
         self.kl_tolerance = kl_tolerance
-        x = keras.Input((64, 64, 3), name="x")
+        x = keras.Input(IMAGE_SHAPE, name="x")
         h = x
         for i, (_, cout) in enumerate(ENC_CONVS):
             h = layers.Conv2D(cout, 4, strides=2, padding="valid", activation="relu",
@@ -171,25 +171,18 @@ def weights_to_keras(model, weights):
 # --- files of vae_train.py ----------------------------------------------------------------
 def save_checkpoint(path, model, meta):
     """Weights, Adam state and the meta dict (step counters, data identity) in one npz, atomically."""
-    arrays = {f"w{i:03d}": w for i, w in enumerate(keras_to_weights(model))}
     opt = model.optimizer_state()
-    arrays.update({f"opt{i:03d}": v for i, (_, v) in enumerate(opt)})
-    arrays["opt_paths"] = np.array([p for p, _ in opt])
-    arrays["meta"] = np.array(json.dumps(meta))
-    atomic_savez(path, compressed=False, **arrays)
+    common.save_checkpoint(path, keras_to_weights(model), [v for _, v in opt], meta, [p for p, _ in opt])
 
 
 def load_checkpoint(path, model):
     """Restore weights and Adam state into model; returns the meta dict."""
+    meta, weights, opt = common.load_checkpoint(path, "vae_train.py")
     try:
-        with np.load(path, allow_pickle=False) as d:
-            weights = [d[k] for k in sorted(d.files) if k.startswith("w")]
-            opt = [d[k] for k in sorted(d.files) if k.startswith("opt") and k != "opt_paths"]
-            meta = json.loads(str(d["meta"]))
         weights_to_keras(model, weights)
         model.set_optimizer_state(opt)
     except Exception as e:
-        raise UserError(f"checkpoint {path} cannot be resumed ({type(e).__name__}: {e}); "
+        raise UserError(f"checkpoint {path} does not fit this V ({type(e).__name__}: {e}); "
                         "delete it to start from scratch")
     return meta
 

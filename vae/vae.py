@@ -1,7 +1,7 @@
 """V: the ConvVAE of World Models in pure NumPy, for per-step inference in rollout workers.
 
 Reads and writes `vae.json`: a JSON list with one nested int list per variable, in the TF1
-creation order below, each value round(p*10000) (SPEC.md §3). No TensorFlow here: the
+creation order below, each value round(p*10000) (docs/formats.md). No TensorFlow here: the
 training twin is vae/keras_vae.py, with the same kernel shapes so weights copy over directly.
 
 Encoder: 4 x (conv 4x4 stride 2 valid, relu) 32,64,128,256 filters: 64->31->14->6->2,
@@ -13,9 +13,13 @@ import json
 
 import numpy as np
 
+import config
+
 from common import UserError, atomic_write_bytes
 
-IMAGE_SHAPE = (64, 64, 3)
+IMAGE_SHAPE = (config.FRAME_SIZE, config.FRAME_SIZE, 3)
+if config.FRAME_SIZE != 64:  # the layer sizes below turn 64 into 2 and back, and nothing else
+    raise ImportError(f"config.FRAME_SIZE is {config.FRAME_SIZE}: V's layers are built for 64x64 frames")
 ENC_CONVS = [(3, 32), (32, 64), (64, 128), (128, 256)]          # (in, out), kernel 4
 DEC_DECONVS = [(1024, 128, 5), (128, 64, 5), (64, 32, 6), (32, 3, 6)]  # (in, out, kernel)
 
@@ -119,8 +123,6 @@ class ConvVAE:
         """Kernels reshaped once for the matmuls of encode/decode."""
         w = self.weights
         self._enc = [(w[2 * i].reshape(-1, cout), w[2 * i + 1]) for i, (_, cout) in enumerate(ENC_CONVS)]
-        self._mu = (w[8], w[9])
-        self._logvar = (w[10], w[11])
         # both heads in one matmul
         self._heads = (np.ascontiguousarray(np.concatenate([w[8], w[10]], axis=1)),
                        np.concatenate([w[9], w[11]]))

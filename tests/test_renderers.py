@@ -1,4 +1,4 @@
-"""The fast CarRacing renderers against stock Gymnasium (carracing_fast.py, carracing_turbo.py, SPEC §5).
+"""The fast CarRacing renderers against stock Gymnasium (renderers/exact.py, renderers/turbo.py).
 
 Three seeded 1000-step episodes are driven in lockstep by stock, ExactCarRacing and
 TurboCarRacing: exact must give the very same 96x96 states, turbo states close to them
@@ -18,8 +18,8 @@ env.headless()
 import pygame  # noqa: E402  (after SDL is told to stay headless)
 from gymnasium.envs.box2d.car_racing import PLAYFIELD, CarRacing  # noqa: E402
 
-import carracing_fast  # noqa: E402
-import carracing_turbo  # noqa: E402
+from renderers import exact as carracing_fast  # noqa: E402
+from renderers import turbo as carracing_turbo  # noqa: E402
 
 STEPS = 1000
 TURBO_MEAN, TURBO_P99 = 0.25, 4

@@ -1,4 +1,4 @@
-"""Faster drop-in renderers for Gymnasium's CarRacing-v3 (SPEC.md §5); env.make_env(renderer=...)
+"""Faster drop-in renderers for Gymnasium's CarRacing-v3; env.make_env(renderer=...)
 picks them.
 
 ExactCarRacing draws the same 96x96 states as stock, bit for bit (with the pygame-ce pinned in
@@ -9,7 +9,7 @@ cached, and the vertical flip of the 1000x800 canvas becomes a flip of its 96x70
 horizontally-shrunk copy (smoothscale shrinks X, then Y, row by row: only the Y pass sees
 the order of the rows; the indicator panel, rows 700:800, is drawn on its own).
 
-TurboCarRacing (opt-in, ~10x, in carracing_turbo.py) builds on it.
+TurboCarRacing (opt-in, ~10x, in renderers/turbo.py) builds on it.
 
 Reads nothing, writes nothing.
 """

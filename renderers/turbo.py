@@ -1,9 +1,9 @@
 """TurboCarRacing: CarRacing-v3 with stock physics and rewards, its state drawn approximately
-from a playfield texture, ~10x faster than stock (opt-in: `--renderer turbo`; SPEC.md §5).
+from a playfield texture, ~10x faster than stock (opt-in: `--renderer turbo`).
 
 Its pixels differ slightly from stock's (mean |difference| ~0.04 of 255 on the rows the agent
 sees, 99th percentile 1): good for training and extraction, while evaluation uses the exact
-renderer of carracing_fast.py, which this builds on. See the class docstring.
+renderer of renderers/exact.py, which this builds on. See the class docstring.
 
 Reads nothing, writes nothing.
 """
@@ -16,7 +16,7 @@ from gymnasium.envs.box2d import car_racing as cr
 from gymnasium.envs.box2d.car_racing import FrictionDetector
 from pygame import gfxdraw
 
-from carracing_fast import GRASS, H, PANEL_H, PANEL_Y, W, ExactCarRacing
+from renderers.exact import GRASS, H, PANEL_H, PANEL_Y, W, ExactCarRacing
 
 
 class _TileRecorder(FrictionDetector):
