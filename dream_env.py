@@ -40,6 +40,8 @@ def load_initial_z(path=config.INITIAL_Z_PATH):
     if a.ndim != 3 or a.shape[0] != 2 or a.shape[1] < 1 or a.shape[2] != config.Z_SIZE:
         raise UserError(f"initial_z file {path}: shape {a.shape}, expected (2, n, {config.Z_SIZE}) "
                         "= [mu_list, logvar_list]; re-create it with rnn_train.py")
+    if not np.isfinite(a).all():
+        raise UserError(f"initial_z file {path} holds NaN or inf: re-create it with rnn_train.py")
     a = (a / 10000.0).astype(np.float32)
     return a[0], a[1]
 

@@ -12,10 +12,9 @@ import argparse
 import filecmp
 import os
 
-import numpy as np
 
 import config
-from common import UserError, atomic_write_bytes, main_guard, read_json
+from common import UserError, atomic_write_bytes, main_guard
 
 def check_vae(path):
     from vae.vae import ConvVAE
@@ -32,14 +31,10 @@ def check_rnn(path):
 
 
 def check_initial_z(path):
-    data = read_json(path, "initial_z file")
-    try:
-        a = np.asarray(data, dtype=np.float64)
-    except ValueError as e:
-        raise UserError(f"{path}: not a [mu_list, logvar_list] pair of equal-sized arrays ({e})")
-    if a.ndim != 3 or a.shape[0] != 2 or a.shape[2] != config.Z_SIZE or a.shape[1] < 1:
-        raise UserError(f"{path}: shape {a.shape}, expected (2, n, {config.Z_SIZE}) = [mu_list, logvar_list]")
-    return f"{a.shape[1]} initial latents"
+    from dream_env import load_initial_z
+
+    mu, _ = load_initial_z(path)
+    return f"{len(mu)} initial latents"
 
 
 MODELS = {  # name: (default source, default destination, checker, what makes the source)

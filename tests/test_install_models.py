@@ -41,3 +41,9 @@ def test_install_models_copies_and_refuses_to_overwrite(tmp_path, capsys):
     (src / "initial_z.json").write_text(json.dumps([[[1, 2]]]))
     with pytest.raises(UserError, match=r"initial_z\.json: shape \(1, 1, 2\)"):
         install_models.main(argv + ["--force"])
+
+
+def test_nan_weights_are_never_installed(tmp_path):
+    (tmp_path / "iz.json").write_text("[[[NaN" + ", 0" * 31 + "]], [[0" + ", 0" * 31 + "]]]")
+    with pytest.raises(UserError, match="NaN or inf"):
+        install_models.check_initial_z(str(tmp_path / "iz.json"))
