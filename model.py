@@ -20,7 +20,7 @@ import config
 config.one_blas_thread()
 import numpy as np  # noqa: E402
 
-from common import UserError, VideoWriter, main_guard, read_json, score_summary, window_or_video
+from common import FPS, UserError, VideoWriter, main_guard, read_json, score_summary, window_or_video
 from env import make_env
 from rnn.rnn import (MODE_ZH, MDNRNN, hps_sample, rnn_init_state, rnn_next_state, rnn_output,
                      rnn_output_size, rowwise_matmul)
@@ -346,9 +346,9 @@ def main(argv=None):
         if window:
             rewards, ts = simulate(model, render_mode=True, num_episode=1, seed=seed)
         else:
-            with VideoWriter(path) as video:
+            with VideoWriter(path, fps=FPS) as video:
                 rewards, ts = simulate(model, render_mode=True, num_episode=1, seed=seed, video=video)
-            print(f"video: {path} ({ts[0]} frames, {ts[0] / 50:.0f} s at 50 fps; written in {time.time() - t0:.0f} s)")
+            print(f"video: {path} ({ts[0]} frames, {ts[0] / FPS:.0f} s at {FPS} fps; written in {time.time() - t0:.0f} s)")
         print(f"terminal reward {rewards[0]:.2f} average steps taken {ts[0]}")
         model.env.close()
         return

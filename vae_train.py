@@ -129,10 +129,9 @@ def parse_args(argv):
     for flag in ("epochs", "batch_size", "num_episodes", "save_every", "log_every", "shuffle_episodes"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
-    for flag in ("max_steps", "max_minutes", "seed"):
+    for flag in ("max_steps", "max_minutes", "seed"):  # max_steps, max_minutes: 0 is no limit
         if getattr(args, flag) < 0:
-            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0 (0: no limit)"
-                            if flag != "seed" else f"--seed {args.seed}: must be >= 0")
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0")
     if not args.lr >= 0 or not args.kl_tolerance >= 0:
         raise UserError(f"--lr {args.lr} and --kl-tolerance {args.kl_tolerance} must be >= 0")
     return args
