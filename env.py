@@ -20,7 +20,10 @@ from common import UserError, VideoWriter, has_display, headless, main_guard, wi
 
 
 def process_frame(state):
-    """96x96x3 CarRacing state -> 64x64x3 uint8: crop rows 0:84, bilinear resize."""
+    """96x96x3 CarRacing state -> 64x64x3 uint8: crop rows 0:84, bilinear resize. (The obs64
+    renderer's state is that observation already: it passes through.)"""
+    if state.shape[0] == config.FRAME_SIZE:
+        return state
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(state[: config.CROP_ROWS]))
@@ -29,7 +32,7 @@ def process_frame(state):
 
 
 def car_racing_class(renderer):
-    """The CarRacing class drawing frames with `renderer` (stock | exact | turbo)."""
+    """The CarRacing class drawing frames with `renderer` (one of config.RENDERERS)."""
     if renderer == "stock":
         from gymnasium.envs.box2d.car_racing import CarRacing
 
@@ -42,7 +45,11 @@ def car_racing_class(renderer):
         from renderers.turbo import TurboCarRacing
 
         return TurboCarRacing
-    raise UserError(f"unknown renderer {renderer!r}: use stock, exact or turbo")
+    if renderer == "obs64":
+        from renderers.obs64 import Obs64CarRacing
+
+        return Obs64CarRacing
+    raise UserError(f"unknown renderer {renderer!r}: use {', '.join(config.RENDERERS)}")
 
 
 class CarRacingWrapper(gym.Wrapper):
@@ -187,7 +194,7 @@ def main(argv=None):
     p.add_argument("--random", action="store_true", help="drive one episode with random actions")
     p.add_argument("--seed", type=int, default=None, help="track seed (default: a new track each time)")
     p.add_argument("--video", default=None, help="with --random: write this mp4/gif instead of a window")
-    p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
+    p.add_argument("--renderer", default=None, choices=config.RENDERERS,
                    help="frame renderer (default: stock for play, config.RENDERER otherwise)")
     p.add_argument("--max-frames", type=int, default=config.MAX_FRAMES, help="episode length cap")
     args = p.parse_args(argv)

@@ -177,8 +177,9 @@ def main(argv=None):
     p.add_argument("--worker", type=int, default=0, help="worker index (chooses this worker's seeds)")
     p.add_argument("--seed-start", type=int, default=0, help="seed of the first episode of worker 0")
     p.add_argument("--out-dir", default=config.RECORD_DIR, help="where the npz files go")
-    p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
-                   help=f"CarRacing renderer (default {config.RENDERER}; turbo is approximate but faster)")
+    p.add_argument("--renderer", default=None, choices=config.RENDERERS,
+                   help=f"CarRacing renderer (default {config.RENDERER}; turbo and obs64 are approximate but "
+                        "faster, obs64 the fastest)")
     p.add_argument("--policy", default="random", choices=POLICIES,
                    help="who drives (default random: the original's data; see above)")
     p.add_argument("--controller", default=None, help="--policy agent: the controller file to drive")

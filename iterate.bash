@@ -9,12 +9,12 @@
 # Every stage resumes: after a stop (or --max-minutes), run the same command again.
 #   1. data   extract.bash: RANDOM_EPS random (the original's policy), WANDER_EPS correlated
 #             random driving, FOLLOW_EPS a scripted track follower, AGENT_EPS the CONTROLLER with
-#             correlated action noise (up to NOISE), turbo renderer, one worker per core
+#             correlated action noise (up to NOISE), RENDERER (obs64), one worker per core
 #   2. V      vae_train.py --init VAE on all of it (HOLDOUT episodes kept out), V_MIN minutes
 #   3. series series.py with the new V (skipped when up to date)
 #   4. M      rnn_train.py --init RNN on the new series, M_MIN minutes
 #   5. C      train.py: CMA-ES from scratch, population POP x 4 episodes on common tracks,
-#             turbo renderer and int8 V, until stopped (C_FLAGS="--generations N" to stop after N)
+#             RENDERER and int8 V, until stopped (C_FLAGS="--generations N" to stop after N)
 # Then score: python model.py norender $OUT/log/carracing.cma.4.$POP.best.json 20000 \
 #   --vae $OUT/vae/vae.json --rnn $OUT/rnn/rnn.json
 # Each stage's wall-clock goes to $OUT/times.txt. Extra flags per stage: EXTRACT_FLAGS, V_FLAGS,
@@ -32,6 +32,7 @@ SEED0=${SEED0:-100000}            # driving seeds must lie in [100000, 2**20)
 RANDOM_EPS=${RANDOM_EPS:-200} WANDER_EPS=${WANDER_EPS:-100} FOLLOW_EPS=${FOLLOW_EPS:-300} AGENT_EPS=${AGENT_EPS:-400}
 NOISE=${NOISE:-0.3} HOLDOUT=${HOLDOUT:-40} V_MIN=${V_MIN:-40} M_MIN=${M_MIN:-25} POP=${POP:-32}
 ENCODER=${ENCODER:-int8}          # V's encoder while driving: int8 (LiteRT, ~5x faster) or numpy
+RENDERER=${RENDERER:-obs64}       # while driving: obs64 (the fastest), turbo or exact
 WORKERS=${WORKERS:-$(nproc)}
 mkdir -p "$OUT"
 for f in "$CONTROLLER" "$VAE" "$RNN"; do
@@ -48,7 +49,7 @@ extract() {  # extract POLICY EPISODES SEED_START [flags]
   [ "$2" -gt 0 ] || return 0
   local logs="$OUT/extract_$1"
   OUT="$RECORD" LOGS="$logs" EPISODES=$n WORKERS=$WORKERS \
-    bash extract.bash --renderer turbo --policy "$1" --seed-start "$3" "${@:4}" ${EXTRACT_FLAGS:-}
+    bash extract.bash --renderer "$RENDERER" --policy "$1" --seed-start "$3" "${@:4}" ${EXTRACT_FLAGS:-}
 }
 # seed blocks in the order the trainers' --holdout takes from (the last files: agent episodes)
 stage data-random extract random "$RANDOM_EPS" "$SEED0"
@@ -62,7 +63,7 @@ if [ ! -f "$OUT/series/series.npz" ] || [ "$OUT/vae/vae.json" -nt "$OUT/series/s
 fi
 stage M python rnn_train.py --init "$RNN" --series "$OUT/series/series.npz" --out-dir "$OUT/rnn" \
   --initial-z-out "$OUT/initial_z/initial_z.json" --holdout "$HOLDOUT" --max-minutes "$M_MIN" --resume ${M_FLAGS:-}
-stage C python train.py -n "$POP" -t 1 --num_episode 4 --common_tracks 1 --renderer turbo --encoder "$ENCODER" \
+stage C python train.py -n "$POP" -t 1 --num_episode 4 --common_tracks 1 --renderer "$RENDERER" --encoder "$ENCODER" \
   --eval_steps 10 --num_eval_episode 48 --vae "$OUT/vae/vae.json" --rnn "$OUT/rnn/rnn.json" \
   --log-dir "$OUT/log" --resume ${C_FLAGS:-}
 echo "round done: $OUT (stage times in $OUT/times.txt)"

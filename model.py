@@ -320,7 +320,7 @@ def main(argv=None):
     p.add_argument("--video", default=None, help="render: write this mp4/gif instead of opening a window")
     p.add_argument("--video-if-headless", default=None, metavar="PATH",
                    help="render with no display: write the video here (default videos/model_<seed>.mp4)")
-    p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
+    p.add_argument("--renderer", default=None, choices=config.RENDERERS,
                    help=f"CarRacing renderer (default {config.RENDERER}; exact gives stock's pixels)")
     p.add_argument("--max-frames", type=int, default=config.MAX_FRAMES, help="episode length cap")
     p.add_argument("--encoder", default=None, choices=["numpy", "int8"],

@@ -73,7 +73,7 @@ def main(argv=None):
     p.add_argument("--max-frames", type=int, default=config.MAX_FRAMES, help="episode length cap")
     p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights")
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights")
-    p.add_argument("--renderer", default=None, choices=["stock", "exact", "turbo"],
+    p.add_argument("--renderer", default=None, choices=config.RENDERERS,
                    help=f"CarRacing renderer (default {config.RENDERER})")
     p.add_argument("--video", default=None, help="write this mp4/gif instead of opening a window")
     p.add_argument("--no-labels", action="store_true", help="leave out the 'real' / 'VAE' captions")

@@ -6,9 +6,10 @@
 
 Prints a table and writes benchmark/results.json (machine, date, every figure). Ratios are
 taken within the run, since these machines are noisy from one run to the next.
-Sections: env (stock / exact / turbo steps/s, turbo fidelity), inference (V, M, C per step;
-V in NumPy and int8), agent (agent steps/s in simulate and simulate_batch vs raw env, with
-either encoder), generation (one CMA-ES generation, with either encoder), vae (training
+Sections: env (stock / exact / turbo / obs64 steps/s, physics alone, turbo's and obs64's
+fidelity), inference (V, M, C per step; V in NumPy and int8), agent (agent steps/s in
+simulate and simulate_batch vs raw env, each renderer and encoder, and the physics + agent
+limit), generation (one CMA-ES generation, with either encoder), vae (training
 frames/s streamed vs in memory, peak memory vs episodes), rnn (training step), mpi (CPU time
 of idle MPI ranks).
 """
@@ -45,12 +46,27 @@ def bench_env(r, quick):
     from benchmark import env_bench
 
     steps = 300 if quick else 1000
-    for name in ("stock", "exact", "turbo"):
+    for name in ("stock", "exact", "turbo", "obs64"):
         r[f"env_{name}_steps_per_s"] = env_bench.steps_per_sec(name, steps=steps)
     r["exact_vs_stock"] = r["env_exact_steps_per_s"] / r["env_stock_steps_per_s"]
     r["turbo_vs_stock"] = r["env_turbo_steps_per_s"] / r["env_stock_steps_per_s"]
+    r["obs64_vs_turbo"] = r["env_obs64_steps_per_s"] / r["env_turbo_steps_per_s"]
+    # what the agent gets: 64x64 frames (turbo's state through the crop and resize), and
+    # the limit of any renderer: physics alone, nothing drawn; alternating rounds
+    best = {}
+    for _ in range(2):
+        for name in ("turbo", "obs64", "physics"):
+            sps = env_bench.steps_per_sec(name, steps=steps, repeats=1, observation=True)
+            best[name] = max(best.get(name, 0.0), sps)
+    for name, sps in best.items():
+        r[f"env_{name}_observation_steps_per_s"] = sps
+    r["obs64_vs_turbo_observation"] = best["obs64"] / best["turbo"]
     fid = env_bench.fidelity(seeds=[0, 1] if quick else [0, 1, 2], steps=300 if quick else 1000)
     r.update({f"turbo_fidelity_{k}": v for k, v in fid.items()})
+    if shipped_vm() and os.path.exists(env_bench.SHIPPED_CONTROLLER):
+        fid = env_bench.observation_fidelity(seeds=[20000, 20001] if quick else [20000, 20001, 20002, 20003],
+                                             steps=300 if quick else 1000)
+        r.update({f"obs64_fidelity_{k}": v for k, v in fid.items()})
 
 
 def _per_call_ms(fn, n):
@@ -249,6 +265,9 @@ def bench_generation(r, quick):
     r["generation_agent_steps_per_s"] = pop * eps * max_len / r["generation_seconds"]
     r["generation_seconds_int8"] = train_bench.generation_seconds(pop, eps, max_len, workers, encoder="int8")
     r["generation_int8_vs_numpy"] = r["generation_seconds"] / r["generation_seconds_int8"]
+    r["generation_seconds_obs64_int8"] = train_bench.generation_seconds(pop, eps, max_len, workers,
+                                                                        renderer="obs64", encoder="int8")
+    r["generation_obs64_vs_turbo_int8"] = r["generation_seconds_int8"] / r["generation_seconds_obs64_int8"]
 
 
 def bench_vae(r, quick):
@@ -289,9 +308,16 @@ def main(argv=None):
         t0 = time.time()
         print(f"[{s}] ...", flush=True)
         if s == "agent":
-            for renderer in ("exact", "turbo"):
+            for renderer in ("exact", "turbo", "obs64"):
                 for encoder in ("numpy", "int8"):
                     bench_agent(r, args.quick, renderer, encoder)
+            for encoder in ("", "_int8"):  # train.py's configuration: simulate_batch of 8
+                rate = {ren: r[f"agent_{ren}{encoder}_simulate_batch8_steps_per_s"] for ren in ("turbo", "obs64")}
+                r[f"agent_obs64{encoder}_vs_turbo_batch8"] = rate["obs64"] / rate["turbo"]
+                if "env_physics_observation_steps_per_s" in r:  # physics + agent, nothing drawn
+                    limit = 1 / (1 / r["env_physics_observation_steps_per_s"]
+                                 + r[f"agent_obs64{encoder}_agent_ms_per_step_batch8"] / 1000)
+                    r[f"agent{encoder}_physics_limit_steps_per_s"] = limit
         else:
             globals()[f"bench_{s}"](r, args.quick)
         print(f"[{s}] {time.time() - t0:.0f}s", flush=True)

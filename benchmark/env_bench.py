@@ -1,17 +1,24 @@
-"""Speed and fidelity of the CarRacing renderers (stock | exact | turbo).
+"""Speed and fidelity of the CarRacing renderers (stock | exact | turbo | obs64).
 
 Functions only (no CLI); the defaults run in about a minute on 2 cores:
-    from benchmark.env_bench import steps_per_sec, compare_speed, fidelity
+    from benchmark.env_bench import steps_per_sec, compare_speed, fidelity, observation_fidelity
     steps_per_sec("turbo")                  # env steps per second, render_mode=None
+    steps_per_sec("turbo", observation=True)  # the same, with the agent's 64x64 crop and resize
+    steps_per_sec("physics")                # nothing drawn: physics and rewards alone
     compare_speed()                         # {"stock": .., "exact": .., "turbo": .., "turbo_x": ..}
     fidelity(seeds=(0,), steps=300)         # turbo vs stock on state rows 0:84
-Reads and writes nothing.
+    observation_fidelity()                  # obs64 vs exact 64x64 observations, agent driving
+Reads the shipped V, M and controller (observation_fidelity); writes nothing.
 """
+import os
 import time
 
 import numpy as np
 
 from common import headless
+
+SHIPPED_CONTROLLER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "log", "carracing.cma.16.64.best.json")
 
 
 def actions(seed, steps):
@@ -27,11 +34,21 @@ def actions(seed, steps):
     return out
 
 
-def _make(renderer):
+def _make(renderer, observation=False):
+    """An env of `renderer` ("physics": exact's physics with nothing drawn); with observation,
+    wrapped to give the agent's 64x64 frames (the crop and resize, or obs64's own)."""
     headless()
     import env
 
-    return env.car_racing_class(renderer)(render_mode=None)
+    if renderer == "physics":
+        from renderers.exact import ExactCarRacing
+
+        blank = np.zeros((64, 64, 3), np.uint8)
+        cls = type("PhysicsOnly", (ExactCarRacing,), {"_state_pixels": lambda self: blank})
+    else:
+        cls = env.car_racing_class(renderer)
+    e = cls(render_mode=None)
+    return env.CarRacingWrapper(e, full_episode=True) if observation else e
 
 
 def _warm_up(e, seed):
@@ -50,10 +67,10 @@ def _episode_time(e, seed, acts):
     return time.perf_counter() - t0
 
 
-def steps_per_sec(renderer, steps=1000, seed=0, repeats=2):
+def steps_per_sec(renderer, steps=1000, seed=0, repeats=2, observation=False):
     """Env steps per second over one episode from reset(seed) (the reset counted), with
     render_mode=None and a fixed action sequence, after a warm-up; best of `repeats`."""
-    e, acts = _make(renderer), actions(seed, steps)
+    e, acts = _make(renderer, observation), actions(seed, steps)
     _warm_up(e, seed)
     best = min(_episode_time(e, seed, acts) for _ in range(repeats))
     e.close()
@@ -102,3 +119,33 @@ def fidelity(seeds=(0,), steps=300, renderer="turbo"):
                 break
     d = np.concatenate(diffs)
     return dict(mean_abs=float(d.mean()), p99=float(np.percentile(d, 99)), max=int(d.max()))
+
+
+def observation_fidelity(seeds=(20000, 20001, 20002, 20003), steps=1000, renderer="obs64"):
+    """Absolute differences (0-255) between `renderer`'s 64x64 observations and the exact
+    renderer's, on episodes the shipped agent drives (V, M, C as shipped; its env is exact,
+    a twin of `renderer` replays its actions, physics being the same): dict(mean_abs, p99,
+    max, frames). Frames after the car left the playfield are left out, as in fidelity()."""
+    from gymnasium.envs.box2d.car_racing import PLAYFIELD
+
+    import env
+    import model
+
+    agent = model.make_model(load_model=True)
+    agent.load_model(SHIPPED_CONTROLLER)
+    diffs = []
+    for seed in seeds:
+        exact, twin = env.make_env(renderer="exact"), env.make_env(renderer=renderer)
+
+        def compare(t, obs, mu, action):
+            x, y = exact.unwrapped.car.hull.position
+            if abs(x) > PLAYFIELD or abs(y) > PLAYFIELD:
+                return False
+            diffs.append(np.abs(obs.astype(np.int16) - twin_obs[0]).ravel())
+            twin_obs[0] = twin.step(action)[0]
+
+        twin_obs = [twin.reset(seed=seed)[0]]
+        model.rollout(agent, exact, seed, steps, on_step=compare)
+    d = np.concatenate(diffs)
+    return dict(mean_abs=float(d.mean()), p99=float(np.percentile(d, 99)), max=int(d.max()),
+                frames=len(diffs))

@@ -230,21 +230,25 @@ class TurboCarRacing(ExactCarRacing):
         acc = ((lanes.reshape(2, 4, -1) * wts).sum(axis=1) >> 1) & 0x7FFF7FFF7FFF7FFF
         return acc[0] + acc[1] + self.BIAS * 0x0001000100010001
 
-    def _blend_car(self, out, zoom, trans, angle):
-        """Blend the car on: from cached sprites once the zoom is final (the hull then sits
-        still in the view and the wheels only turn and roll), else drawn and box-shrunk."""
-        bx, by, bw, bh = self.CAR_BOX
-        i0, j0 = by * cr.STATE_H // H, bx * cr.STATE_W // W
-        view = out[i0:i0 + bh * cr.STATE_H // H, j0:j0 + bw * cr.STATE_W // W]
+    def _car_rgba(self, zoom, trans, angle):
+        """The car on the CAR_BOX patch at state scale (premultiplied RGB, coverage): from
+        cached sprites once the zoom is final (the hull then sits still in the view and the
+        wheels only turn and roll), else drawn and box-shrunk."""
         if zoom == cr.ZOOM * cr.SCALE:
             car = self._sprite(("hull",))[1].copy()
             for k in range(4):  # the wheel sprites hold only what the hull leaves visible
                 (r0, r1, c0, c1), rgba = self._sprite(self._wheel_key(k))
                 car[r0:r1, c0:c1] += rgba
-        else:
-            pts, colors = self._car_polygons(zoom, trans, angle)
-            pts[:, 1] = H - pts[:, 1]                 # window rows after the flip
-            car = self._patch_rgba(pts, colors)
+            return car
+        pts, colors = self._car_polygons(zoom, trans, angle)
+        pts[:, 1] = H - pts[:, 1]                 # window rows after the flip
+        return self._patch_rgba(pts, colors)
+
+    def _blend_car(self, out, zoom, trans, angle):
+        bx, by, bw, bh = self.CAR_BOX
+        i0, j0 = by * cr.STATE_H // H, bx * cr.STATE_W // W
+        view = out[i0:i0 + bh * cr.STATE_H // H, j0:j0 + bw * cr.STATE_W // W]
+        car = self._car_rgba(zoom, trans, angle)
         view[:] = np.minimum(car[..., :3] + view * (1 - car[..., 3:]) + 0.5, 255)
 
     def _wheel_key(self, k):

@@ -66,3 +66,15 @@ def test_agent_replay_twins_follow_the_agents_envs(random_models, monkeypatch):
         for env, twin in zip(envs, replayer.twins):
             action = np.array([0.3, 0.5, 0.0])
             assert np.array_equal(env.env.step(action)[0], twin.step(action)[0])
+
+
+def test_env_bench_physics_and_observation_fidelity():
+    """The env section's new figures: physics alone (nothing drawn) and obs64 against exact on
+    frames the shipped agent drives; their twin must follow the agent's env step for step."""
+    from benchmark import env_bench
+
+    assert env_bench.steps_per_sec("physics", steps=30, repeats=1, observation=True) > 0
+    assert env_bench.steps_per_sec("obs64", steps=30, repeats=1, observation=True) > 0
+    fid = env_bench.observation_fidelity(seeds=(20000,), steps=80)
+    assert fid["frames"] == 80
+    assert fid["mean_abs"] < 2.0 and fid["p99"] <= 16  # the zoom-in frames are the hardest

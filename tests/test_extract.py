@@ -115,7 +115,7 @@ def test_driving_policies_write_who_made_the_episode(tmp_path, random_models):
     for policy in ("wander", "agent"):
         extract.main(["--out-dir", str(tmp_path / policy), "--num-episodes", "1", "--max-frames", "20",
                       "--seed-start", "100000", "--policy", policy, "--controller", str(controller),
-                      "--vae", vae_path, "--rnn", rnn_path, "--noise", "0.5"])
+                      "--vae", vae_path, "--rnn", rnn_path, "--noise", "0.5", "--renderer", "obs64"])
         with np.load(tmp_path / policy / "100000.npz") as d:
             assert str(d["policy"]) == policy and int(d["seed"]) == 100000
             assert d["obs"].shape == (20, 64, 64, 3) and len(np.unique(d["action"][:, 0])) > 1
