@@ -22,7 +22,7 @@ from common import UserError, VideoWriter, has_display, headless, main_guard, wi
 def process_frame(state):
     """96x96x3 CarRacing state -> 64x64x3 uint8: crop rows 0:84, bilinear resize. (The obs64
     renderer's state is that observation already: it passes through.)"""
-    if state.shape[0] == config.FRAME_SIZE:
+    if state.shape[:2] == (config.FRAME_SIZE, config.FRAME_SIZE):
         return state
     from PIL import Image
 
@@ -92,7 +92,8 @@ def make_env(env_name=config.ENV_NAME, seed=-1, render_mode=None, full_episode=F
 
     seed >= 0 fixes the first track (the next reset() with no seed draws new ones from it);
     render_mode None | "human" (a window) | "rgb_array" (600x400 frames from render()).
-    renderer: stock Gymnasium drawing, "exact" (the same pixels, faster) or "turbo".
+    renderer: one of config.RENDERERS: stock Gymnasium drawing, "exact" (the same pixels,
+    faster), "turbo" (close, faster still) or "obs64" (only the 64x64 observation, fastest).
     """
     if env_name != config.ENV_NAME:
         raise UserError(f"unknown env_name {env_name!r}: only {config.ENV_NAME!r} is supported")

@@ -1,6 +1,7 @@
 """Speed and fidelity of the CarRacing renderers (stock | exact | turbo | obs64).
 
-Functions only (no CLI); the defaults run in about a minute on 2 cores:
+Functions only (no CLI); the defaults run in about a minute on 2 cores each
+(observation_fidelity, which drives the agent, in a few minutes):
     from benchmark.env_bench import steps_per_sec, compare_speed, fidelity, observation_fidelity
     steps_per_sec("turbo")                  # env steps per second, render_mode=None
     steps_per_sec("turbo", observation=True)  # the same, with the agent's 64x64 crop and resize
@@ -143,9 +144,15 @@ def observation_fidelity(seeds=(20000, 20001, 20002, 20003), steps=1000, rendere
                 return False
             diffs.append(np.abs(obs.astype(np.int16) - twin_obs[0]).ravel())
             twin_obs[0] = twin.step(action)[0]
+            a, b = twin.unwrapped, exact.unwrapped  # the running totals and positions agree
+            assert a.reward == b.reward and a.car.hull.position == b.car.hull.position, "physics differ"
 
-        twin_obs = [twin.reset(seed=seed)[0]]
-        model.rollout(agent, exact, seed, steps, on_step=compare)
+        try:
+            twin_obs = [twin.reset(seed=seed)[0]]
+            model.rollout(agent, exact, seed, steps, on_step=compare)
+        finally:
+            exact.close()
+            twin.close()
     d = np.concatenate(diffs)
     return dict(mean_abs=float(d.mean()), p99=float(np.percentile(d, 99)), max=int(d.max()),
                 frames=len(diffs))

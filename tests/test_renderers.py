@@ -218,7 +218,7 @@ def test_exact_matches_stock_far_off_the_playfield():
 
 def test_domain_randomize_and_human_mode_are_exact(monkeypatch):
     """domain_randomize colours, and the window of render_mode="human" (SDL's dummy video
-    driver here): both renderers give stock's pixels."""
+    driver here): every renderer gives stock's pixels (obs64: the crop and resize of them)."""
     envs = [cls(domain_randomize=True) for cls in
             (CarRacing, carracing_fast.ExactCarRacing, carracing_turbo.TurboCarRacing,
              carracing_obs64.Obs64CarRacing)]
