@@ -18,7 +18,7 @@ from gymnasium.envs.box2d import car_racing as cr
 
 import config
 from renderers.exact import H, W
-from renderers.turbo import TurboCarRacing
+from renderers.turbo import TurboCarRacing, blend
 
 F = config.FRAME_SIZE
 LANES = 0x0001000100010001          # one in each 16-bit lane of an int64
@@ -148,8 +148,7 @@ class Obs64CarRacing(TurboCarRacing):
             obs = self._sample_mip(zoom, trans, angle)
             car = self._to64(self._car_rgba(zoom, trans, angle))
         r, c, _, _ = self._car_block()
-        view = obs[r, c]
-        view[:] = np.minimum(car[..., :3] + view * (1 - car[..., 3:]) + 0.5, 255)
+        blend(obs[r, c], car)
         return obs
 
     def _sample(self, zoom, trans, angle):
@@ -170,17 +169,18 @@ class Obs64CarRacing(TurboCarRacing):
         if lo < 0 or hi > (n - 2) * 16:                 # beyond the texture: black, as stock
             np.clip(tx, 0, (n - 2) * 16, out=tx)
             np.clip(ty, 0, (n - 2) * 16, out=ty)
+        return self._bilinear(tex.reshape(-1), n, tx, ty)
+
+    def _bilinear(self, flat, n, tx, ty):
+        """The F x F pixels at texel coordinates (tx, ty) * 16 of the n-wide RGBX texture
+        `flat`, each the bilinear mean of its 4 texels, in 16-bit lanes."""
         fx, fy = tx & 15, ty & 15
         i = (ty >> 4) * n + (tx >> 4)
-        t = to_lanes(tex.reshape(-1).take(i + self._corners(n)))     # (corner, pixel)
+        t = to_lanes(flat.take(i + np.array([[0], [1], [n], [n + 1]], np.int32)))  # (corner, pixel)
         gx = 16 - fx
         top = t[0] * gx + t[1] * fx
         bot = t[2] * gx + t[3] * fx
         return rgb_of_lanes((top * (16 - fy) + bot * fy + self.BIAS * LANES) >> 8)
-
-    @staticmethod
-    def _corners(n):
-        return np.array([[0], [1], [n], [n + 1]], np.int32)
 
     def _sample_mip(self, zoom, trans, angle):
         """One bilinear sample per pixel from turbo's box-filtered mip matching the zoom."""
@@ -194,11 +194,7 @@ class Obs64CarRacing(TurboCarRacing):
         ty = np.rint((Y * c + off)[:, None] + (X * -s)[None, :]).astype(np.int32).ravel()
         np.clip(tx, 0, (n - 2) * 16, out=tx)
         np.clip(ty, 0, (n - 2) * 16, out=ty)
-        fx, fy = tx & 15, ty & 15
-        i = (ty >> 4) * n + (tx >> 4)
-        corners = to_lanes(tex.take(i + self._corners(n)))
-        w = np.stack([(16 - fx) * (16 - fy), fx * (16 - fy), (16 - fx) * fy, fx * fy])
-        return rgb_of_lanes(((corners * w).sum(axis=0) + self.BIAS * LANES) >> 8)
+        return self._bilinear(tex, n, tx, ty)
 
     def _car64(self):
         """The car at 64x64 once the zoom is final: the sum of the hull's and the wheels'
@@ -210,8 +206,8 @@ class Obs64CarRacing(TurboCarRacing):
         return car
 
     def _wheel_key64(self, k):
-        """Turbo's sprite key of wheel k (_wheel_key, from the same stripe rule) made
-        coarser: a 64x64 wheel is about a pixel, where 0.04 rad of steering and a quarter
+        """Turbo's sprite key of wheel k (_wheel_key, from _wheel_stripe's rule in plain
+        math: that builds a NumPy array, too slow 4 times a frame) made coarser: a 64x64 wheel is about a pixel, where 0.04 rad of steering and a quarter
         of the radius of stripe are sub-pixel, and fewer keys keep the cache small."""
         w = self.car.wheels[k]
         turn = 4 * round((w.angle - self.car.hull.angle) * 25) if k < 2 else 0
@@ -228,10 +224,8 @@ class Obs64CarRacing(TurboCarRacing):
         """(rows, cols) of the observation the car's state patch reaches, and the resize
         weights from the patch to them."""
         if getattr(cls, "_block", None) is None:
-            bx, by, bw, bh = cls.CAR_BOX
-            i0, j0 = by * cr.STATE_H // H, bx * cr.STATE_W // W
-            ry = cls._RY[:, i0:i0 + bh * cr.STATE_H // H]
-            rx = cls._RX[:, j0:j0 + bw * cr.STATE_W // W]
+            rows, cols = cls._car_state_box()
+            ry, rx = cls._RY[:, rows], cls._RX[:, cols]
             r, c = np.flatnonzero(ry.any(axis=1)), np.flatnonzero(rx.any(axis=1))
             cls._block = (slice(r[0], r[-1] + 1), slice(c[0], c[-1] + 1), ry[r], rx[c])
         return cls._block

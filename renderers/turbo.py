@@ -33,6 +33,11 @@ class _TileRecorder(FrictionDetector):
 RGBX = (0xFF, 0xFF00, 0xFF0000, 0)  # surface masks putting bytes R, G, B, X in memory order
 
 
+def blend(view, car):
+    """Premultiplied RGB + coverage `car` over the uint8 pixels `view`, in place."""
+    view[:] = np.minimum(car[..., :3] + view * (1 - car[..., 3:]) + 0.5, 255)
+
+
 class TurboCarRacing(ExactCarRacing):
     """CarRacing with stock physics and rewards whose 96x96 state is drawn approximately.
 
@@ -244,12 +249,16 @@ class TurboCarRacing(ExactCarRacing):
         pts[:, 1] = H - pts[:, 1]                 # window rows after the flip
         return self._patch_rgba(pts, colors)
 
-    def _blend_car(self, out, zoom, trans, angle):
-        bx, by, bw, bh = self.CAR_BOX
+    @classmethod
+    def _car_state_box(cls):
+        """(rows, cols) slices of the 96x96 state that CAR_BOX covers."""
+        bx, by, bw, bh = cls.CAR_BOX
         i0, j0 = by * cr.STATE_H // H, bx * cr.STATE_W // W
-        view = out[i0:i0 + bh * cr.STATE_H // H, j0:j0 + bw * cr.STATE_W // W]
-        car = self._car_rgba(zoom, trans, angle)
-        view[:] = np.minimum(car[..., :3] + view * (1 - car[..., 3:]) + 0.5, 255)
+        return slice(i0, i0 + bh * cr.STATE_H // H), slice(j0, j0 + bw * cr.STATE_W // W)
+
+    def _blend_car(self, out, zoom, trans, angle):
+        rows, cols = self._car_state_box()
+        blend(out[rows, cols], self._car_rgba(zoom, trans, angle))
 
     def _wheel_key(self, k):
         """Sprite key of wheel k: steering angle (0.01 rad) and white stripe (1/8 radius)."""
