@@ -208,7 +208,7 @@ def simulate(model, train_mode=False, render_mode=False, num_episode=5, seed=-1,
     return reward_list, steps_list
 
 
-def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
+def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None, traces=None):
     """One env per seed, stepped in lockstep with V and M batched across the live episodes.
 
     Returns (rewards, steps) arrays; the same as simulate() episode by episode for the same
@@ -218,6 +218,7 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
     those frames would cost if it never reached another tile: the return it gets is the one it
     would most likely get, at a fraction of the frames.
     laps: a list, filled with whether each episode finished its lap.
+    traces: a list, filled with each episode's reward per frame (arrays).
     """
     seeds = [int(s) for s in seeds]
     n = len(seeds)
@@ -238,6 +239,7 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
     lap = np.zeros(n, dtype=bool)
     since_tile = np.zeros(n, dtype=np.int64)
     live = np.arange(n)
+    per_frame = [[] for _ in range(n)]
     for _ in range(max_steps):
         mu, logvar = model.encoder.encode_mu_logvar(obs)
         noise = np.stack([rngs[i].standard_normal(config.Z_SIZE, dtype=np.float32) for i in live])
@@ -250,6 +252,7 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
             obs[j], r, terminated, truncated, info = envs[i].step(action[j])
             lap[i] |= bool(info.get("lap_finished", False))
             rewards[i] += r
+            per_frame[i].append(r)
             steps[i] += 1
             since_tile[i] = 0 if r > 0 else since_tile[i] + 1  # a step's reward is > 0 only on a new tile
             if stall > 0 and since_tile[i] >= stall and not (terminated or truncated):
@@ -265,6 +268,8 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None):
             state = type(state)(*(s[keep] for s in state))
     if laps is not None:
         laps[:] = lap.tolist()
+    if traces is not None:
+        traces[:] = [np.array(t, dtype=np.float64) for t in per_frame]
     return rewards, steps
 
 

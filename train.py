@@ -8,6 +8,12 @@ eval_steps generations the current mean is scored on num_eval_episode fixed trac
 0, 1, 2, ...; training tracks are drawn from seeds >= 2**20, so they never coincide) and
 the best scoring parameters are kept.
 
+Two opt-in savings of training rollouts (evaluations always run in full; `python -m
+benchmark.savings` prices both on a run's checkpoint): --stall_frames ends an episode that has
+stopped reaching new tiles, charging the frames left; --screen_episodes K drives every candidate
+on its first K tracks and only the better half on the rest (the logs' fitness of a candidate
+is then the mean of the episodes it drove).
+
 Reads vae/vae.json and rnn/rnn.json (--vae/--rnn); with --retrain, log/<base>.json.
 Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num_episode>.<population>:
   <base>.json           [current mean params]                           every generation
@@ -62,15 +68,22 @@ TRAIN_SEED_HIGH = 2 ** 31 - 2 ** 16
 _MODELS = {}
 
 
+def worker_model(params, vae_path, rnn_path, encoder=None):
+    """In a worker: the Model with these V and M (loaded once per process) and controller."""
+    import model as model_lib
+
+    key = (vae_path, rnn_path, encoder)
+    if key not in _MODELS:
+        _MODELS[key] = model_lib.make_model(vae_path=vae_path, rnn_path=rnn_path, encoder=encoder)
+    _MODELS[key].set_model_params(params)
+    return _MODELS[key]
+
+
 def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None, stall=0):
     """Worker task: one controller on the tracks `seeds` -> (returns, steps) lists."""
     import model as model_lib
 
-    key = (vae_path, rnn_path, encoder)
-    if key not in _MODELS:  # V and M load once per worker process
-        _MODELS[key] = model_lib.make_model(vae_path=vae_path, rnn_path=rnn_path, encoder=encoder)
-    m = _MODELS[key]
-    m.set_model_params(params)
+    m = worker_model(params, vae_path, rnn_path, encoder)
     rewards, steps = model_lib.simulate_batch(m, seeds, max_len=max_len, renderer=renderer, stall=stall)
     return np.asarray(rewards, dtype=np.float64).tolist(), np.asarray(steps).tolist()
 
@@ -112,16 +125,39 @@ def generation_seeds(rng, popsize, num_episode, antithetic, common=False):
     return [[int(b) + j for j in range(num_episode)] for b in base]
 
 
+def screened_ranking(fitness, screened, top):
+    """What the optimiser is told under --screen_episodes: the better half (`top`) keeps its
+    full mean; the rest rank below all of it, in the order of their screening means."""
+    ranking = np.asarray(fitness, dtype=np.float64).copy()
+    rest = np.setdiff1d(np.arange(len(ranking)), top)
+    if len(rest):  # 1 below, so CMA-ES's small weight decay cannot reorder the halves
+        ranking[rest] = ranking[top].min() - 1.0 - (screened[rest].max() - screened[rest])
+    return ranking
+
+
 def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False,
-                   stall=0):
-    """ask -> evaluate everywhere -> tell. Returns (fitness, steps) per candidate."""
+                   stall=0, screen=0):
+    """ask -> evaluate everywhere -> tell. Returns (fitness, steps, episodes run); fitness and
+    steps are each candidate's means over the episodes it drove.
+
+    screen = K > 0: every candidate drives its first K tracks, then only the better half (by
+    those) drives the other num_episode - K."""
     solutions = optimizer.ask()
     seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common)
-    results = run_tasks(executor, evaluate, [(s, sd, max_len, *models, stall) for s, sd in zip(solutions, seeds)])
-    fitness = np.array([np.mean(r) for r, _ in results])
-    steps = np.array([np.mean(t) for _, t in results])
-    optimizer.tell(fitness)
-    return fitness, steps
+    k = screen or num_episode
+    results = run_tasks(executor, evaluate, [(s, sd[:k], max_len, *models, stall) for s, sd in zip(solutions, seeds)])
+    returns, steps = [list(r) for r, _ in results], [list(t) for _, t in results]
+    top = np.arange(len(solutions))
+    if screen:
+        screened = np.array([np.mean(r) for r in returns])
+        top = np.argsort(-screened, kind="stable")[:len(solutions) // 2]
+        more = run_tasks(executor, evaluate, [(solutions[i], seeds[i][k:], max_len, *models, stall) for i in top])
+        for i, (r, t) in zip(top, more):
+            returns[i] += r
+            steps[i] += t
+    fitness = np.array([np.mean(r) for r in returns])
+    optimizer.tell(screened_ranking(fitness, screened, top) if screen else fitness)
+    return fitness, np.array([np.mean(t) for t in steps]), sum(len(r) for r in returns)
 
 
 def evaluate_mean(executor, params, num_eval_episode, chunk, max_len, models):
@@ -208,9 +244,9 @@ def train(args, executor):
         if args.cap_time and st["mean_steps"]:  # the original's cap: twice the last mean length
             cap = 2 * int(st["mean_steps"] + 1)
             max_len = cap if max_len <= 0 else min(max_len, cap)
-        fitness, steps = run_generation(st["es"], executor, st["rng"], args.num_episode,
-                                        bool(args.antithetic), max_len, models, bool(args.common_tracks),
-                                        args.stall_frames)
+        fitness, steps, episodes = run_generation(st["es"], executor, st["rng"], args.num_episode,
+                                                  bool(args.antithetic), max_len, models, bool(args.common_tracks),
+                                                  args.stall_frames, args.screen_episodes)
         seconds = int(time.time() - t_start)
         rms = st["es"].rms_stdev()
         row = [gen, seconds, round(float(fitness.mean()), 4), round(float(fitness.min()), 4),
@@ -219,10 +255,12 @@ def train(args, executor):
         st["history"].append(row)
         st["generation"], st["mean_steps"] = gen, float(steps.mean())
         print(f"gen {gen} {seconds}s ({time.time() - t0:.1f}s) fitness mean {row[2]:.2f} min {row[3]:.2f} "
-              f"max {row[4]:.2f} rms_stdev {rms:.4f} steps mean {row[7]:.0f} max {row[8]}", flush=True)
+              f"max {row[4]:.2f} rms_stdev {rms:.4f} steps mean {row[7]:.0f} max {row[8]} "
+              f"episodes {episodes}", flush=True)
         scalars = {"fitness/mean": row[2], "fitness/min": row[3], "fitness/max": row[4],
                    "fitness/std": row[5], "es/rms_stdev": rms, "steps/mean": row[7],
-                   "steps/max": row[8], "time/generation_seconds": time.time() - t0}
+                   "steps/max": row[8], "time/generation_seconds": time.time() - t0,
+                   "episodes/generation": episodes}
         if gen % args.eval_steps == 0:
             params = st["es"].current_param()
             reward = evaluate_mean(executor, params, args.num_eval_episode, args.num_episode,
@@ -257,6 +295,9 @@ def parse_args(argv=None):
     p.add_argument("--stall_frames", type=int, default=0,
                    help="N > 0: end a training episode after N frames without a new tile, charging "
                         "-0.1 for each frame left (what they would cost); evaluations run in full")
+    p.add_argument("--screen_episodes", type=int, default=0,
+                   help="K in 1..num_episode-1: candidates drive their first K tracks, and only the better "
+                        "half of them the rest; the other half ranks below it (0: off)")
     p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
                    help="1: cap training episodes at twice the last generation's mean length")
     p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")
@@ -282,6 +323,9 @@ def parse_args(argv=None):
             raise UserError(f"--{name} must be at least 1")
     if args.stall_frames < 0:
         raise UserError(f"--stall_frames {args.stall_frames}: must be >= 0 (0: off)")
+    if args.screen_episodes and not 0 < args.screen_episodes < args.num_episode:
+        raise UserError(f"--screen_episodes {args.screen_episodes}: must be 0 (off) or 1..--num_episode - 1 "
+                        f"({args.num_episode - 1})")
     if args.num_worker * args.num_worker_trial < 2:
         raise UserError("-n x -t (the population) must be at least 2: an evolution strategy ranks candidates")
     if args.processes is not None and args.processes < 1:

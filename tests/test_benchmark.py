@@ -78,3 +78,32 @@ def test_env_bench_physics_and_observation_fidelity():
     fid = env_bench.observation_fidelity(seeds=(20000,), steps=80)
     assert fid["frames"] == 80
     assert fid["mean_abs"] < 2.0 and fid["p99"] <= 16  # the zoom-in frames are the hardest
+
+
+def test_savings_replays_the_rules_on_a_checkpoints_population(random_models, tmp_path):
+    import pickle
+
+    import train
+    from benchmark import savings
+
+    ckpt = tmp_path / "run.ckpt.pkl"
+    es = train.make_es("cma", 867, 6, 0.1, 1.0, False, seed=0)
+    ckpt.write_bytes(pickle.dumps({"es": es, "generation": 7}))
+    vae, rnn = random_models
+    out = tmp_path / "s"
+    args = [str(ckpt), "--vae", vae, "--rnn", rnn, "--renderer", "turbo", "--encoder", "numpy", "--populations", "2",
+            "--num_episode", "2", "--max_len", "40", "--stall", "5,30", "--processes", "1", "--out", str(out)]
+    savings.main(args)
+    first = json.loads((tmp_path / "s.json").read_text())
+    assert first["source"] == str(ckpt) and first["generation"] == 7 and pickle.loads(ckpt.read_bytes())["generation"] == 7
+    rules = first["rules"]
+    assert list(rules) == ["full 2", "full 1", "stall 5", "stall 30", "screen 1"]
+    assert rules["full 2"]["frames"] == 1.0 and rules["full 1"]["frames"] == 0.5
+    assert rules["screen 1"]["frames"] == 0.75 and rules["stall 5"]["frames"] <= rules["stall 30"]["frames"] <= 1.0
+    assert all(len(r["gains"]) == 4 for r in rules.values())  # A -> B and B -> A, 2 populations
+    sig = first["signal"]
+    assert len(sig["corr_a_b"]) == 2 and sig["noise_var_per_episode"] >= 0
+    corr = [sig["ranking_corr_with_quality"][n] for n in ("1", "2")]
+    assert 0 <= corr[0] <= corr[1] <= 1
+    savings.main(args + ["--traces", str(tmp_path / "s.npz")])  # the same figures from the saved traces
+    assert json.loads((tmp_path / "s.json").read_text())["rules"] == rules

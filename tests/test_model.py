@@ -167,6 +167,24 @@ def test_stalled_episodes_end_early_and_are_charged_what_the_frames_would_cost(a
     assert list(full_steps) == [200, 200] and max(cut_steps) <= 31
 
 
+def test_stall_replayed_from_reward_traces_matches_simulate_batch(agent):
+    # benchmark.savings prices --stall_frames from full episodes' rewards per frame
+    from benchmark.savings import stalled
+
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        agent.set_model_params(rng.normal(0, 0.5, 867))
+        traces = []
+        full, full_steps = model.simulate_batch(agent, [3, 4], max_len=150, renderer="turbo", traces=traces)
+        assert [len(t) for t in traces] == list(full_steps)
+        np.testing.assert_allclose([t.sum() for t in traces], full, atol=1e-9)
+        for frames in (5, 20, 60):
+            cut, cut_steps = model.simulate_batch(agent, [3, 4], max_len=150, renderer="turbo", stall=frames)
+            replay = [stalled(t, frames, max_steps=150) for t in traces]
+            np.testing.assert_allclose([r for r, _ in replay], cut, atol=1e-6)
+            assert [f for _, f in replay] == list(cut_steps)
+
+
 def test_score_summary_reports_robust_figures():
     line = common.score_summary([100.0, 900.0, 910.0, 920.0, 930.0, 940.0, 950.0, 990.0], [0, 1, 1, 0, 0, 0, 1, 0])
     # middle half: 910..940 -> 925

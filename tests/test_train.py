@@ -218,3 +218,41 @@ def test_killing_the_master_leaves_no_process_of_the_run(random_models, tmp_path
     p.wait()
     gone, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, [(q.pid, q.cmdline()) for q in alive]
+
+
+def test_screened_ranking_puts_the_screened_out_half_below_in_screening_order():
+    import train
+
+    fitness = np.array([700.0, 650.0, 300.0, 900.0, 200.0, 500.0])  # the bottom half's are screening means
+    screened = np.array([680.0, 660.0, 300.0, 880.0, 200.0, 500.0])
+    top = np.array([3, 0, 1])
+    ranking = train.screened_ranking(fitness, screened, top)
+    assert list(np.argsort(-ranking)) == [3, 0, 1, 5, 2, 4]
+    np.testing.assert_array_equal(ranking[top], fitness[top])
+    assert ranking[[2, 4, 5]].max() <= 650.0 - 1.0
+
+
+def test_screening_drives_the_rest_only_for_the_better_half(random_models):
+    import train
+    from workers import InlineExecutor
+
+    class Recorder:  # an optimiser that keeps what it is told
+        def ask(self):
+            return np.random.default_rng(0).normal(0, 0.3, (6, 867))
+
+        def tell(self, ranking):
+            self.ranking = ranking
+
+    opt = Recorder()
+    fitness, steps, episodes = train.run_generation(opt, InlineExecutor(), np.random.default_rng(1), 3, False, 20,
+                                                    (*random_models, "turbo", "numpy"), True, 0, 1)
+    assert episodes == 6 * 1 + 3 * 2 and len(fitness) == len(steps) == 6
+    top = np.argsort(-opt.ranking)[:3]
+    assert np.all(opt.ranking[top] == fitness[top]) and opt.ranking[top].min() > np.delete(opt.ranking, top).max()
+
+
+def test_screen_episodes_run_writes_original_logs(random_models, tmp_path):
+    p, _ = run([PYTHON, TRAIN, *tiny_args(random_models, tmp_path, "--processes", "1", "--screen_episodes", "1")])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "episodes 6" in p.stdout  # 4 candidates x 1 track + the better 2 x 1 more
+    check_logs(tmp_path)
