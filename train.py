@@ -323,9 +323,12 @@ def parse_args(argv=None):
             raise UserError(f"--{name} must be at least 1")
     if args.stall_frames < 0:
         raise UserError(f"--stall_frames {args.stall_frames}: must be >= 0 (0: off)")
+    if args.screen_episodes and args.num_episode < 2:
+        raise UserError(f"--screen_episodes {args.screen_episodes}: nothing to screen with --num_episode "
+                        f"{args.num_episode} (needs at least 2 tracks a candidate)")
     if args.screen_episodes and not 0 < args.screen_episodes < args.num_episode:
-        raise UserError(f"--screen_episodes {args.screen_episodes}: must be 0 (off) or 1..--num_episode - 1 "
-                        f"({args.num_episode - 1})")
+        raise UserError(f"--screen_episodes {args.screen_episodes}: must be 0 (off) or 1..{args.num_episode - 1} "
+                        f"(below --num_episode)")
     if args.num_worker * args.num_worker_trial < 2:
         raise UserError("-n x -t (the population) must be at least 2: an evolution strategy ranks candidates")
     if args.processes is not None and args.processes < 1:

@@ -92,7 +92,10 @@ def analyse(traces, rules, max_steps=config.MAX_FRAMES):
                 held = np.array([np.mean([t.sum() for t in c]) for c in score_on])
                 top = np.argsort(-score, kind="stable")[:len(score) // 2]
                 gains.append(held[top].mean() - held.mean())
-        rows[f"{rule} {arg}"] = {"gain": float(np.mean(gains)), "gain_se": float(np.std(gains, ddof=1) / np.sqrt(len(gains))),
+        # the two picks of a population share its episodes: the error is over populations
+        per_pop = np.reshape(gains, (len(traces), 2)).mean(1)
+        se = float(np.std(per_pop, ddof=1) / np.sqrt(len(per_pop))) if len(per_pop) > 1 else float("nan")
+        rows[f"{rule} {arg}"] = {"gain": float(np.mean(gains)), "gain_se": se,
                                  "gains": [round(float(g), 2) for g in gains], "frames": frames / frames_full}
     return rows
 
@@ -144,10 +147,13 @@ def parse_args(argv=None):
         raise UserError(f"--stall {args.stall!r}: give frame counts separated by commas, e.g. 100,200")
     if any(x < 1 for x in args.stall):
         raise UserError("--stall: frame counts must be at least 1")
-    if not args.checkpoint and not args.traces:
-        raise UserError("give a checkpoint to sample populations from (train.py's <base>.ckpt.pkl), or --traces FILE")
-    for flag, path in (("checkpoint", args.checkpoint), ("--vae", args.vae), ("--rnn", args.rnn), ("--traces", args.traces)):
-        if path and not os.path.exists(path):
+    if bool(args.checkpoint) == bool(args.traces):
+        raise UserError("give a checkpoint to sample populations from (train.py's <base>.ckpt.pkl), "
+                        "or --traces FILE to analyse a saved run, not both")
+    paths = [("--traces", args.traces)] if args.traces else [("checkpoint", args.checkpoint), ("--vae", args.vae),
+                                                              ("--rnn", args.rnn)]
+    for flag, path in paths:
+        if not os.path.exists(path):
             raise UserError(f"{flag} {path} not found")
     args.out = args.out or os.path.splitext(args.traces or os.path.join(os.path.dirname(args.checkpoint), "savings"))[0]
     return args
@@ -161,8 +167,10 @@ def collect(args):
     try:
         with open(args.checkpoint, "rb") as f:
             st = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as e:
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as e:
         raise UserError(f"checkpoint {args.checkpoint} cannot be read ({type(e).__name__}: {e})")
+    if not (isinstance(st, dict) and hasattr(st.get("es"), "ask") and "generation" in st):
+        raise UserError(f"{args.checkpoint} is not a train.py checkpoint (<base>.ckpt.pkl)")
     es, rng = st["es"], np.random.default_rng(args.seed)
     models = (os.path.abspath(args.vae), os.path.abspath(args.rnn), args.renderer, args.encoder)
     if args.encoder == "int8":

@@ -105,5 +105,13 @@ def test_savings_replays_the_rules_on_a_checkpoints_population(random_models, tm
     assert len(sig["corr_a_b"]) == 2 and sig["noise_var_per_episode"] >= 0
     corr = [sig["ranking_corr_with_quality"][n] for n in ("1", "2")]
     assert 0 <= corr[0] <= corr[1] <= 1
-    savings.main(args + ["--traces", str(tmp_path / "s.npz")])  # the same figures from the saved traces
+    savings.main(["--traces", str(tmp_path / "s.npz"), "--stall", "5,30"])  # the same figures from the saved traces
     assert json.loads((tmp_path / "s.json").read_text())["rules"] == rules
+    import pytest
+    from common import UserError
+
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"generation": 1}))
+    with pytest.raises(UserError, match="not a train.py checkpoint"):
+        savings.main([str(tmp_path / "other.pkl"), *args[1:]])
+    with pytest.raises(UserError, match="not both"):
+        savings.main(args + ["--traces", str(tmp_path / "s.npz")])

@@ -106,6 +106,7 @@ def test_extract_removes_only_its_own_stale_temps(tmp_path):
     (["-n", "1"], "population"), (["--max_len", "0"], "--max_len 0"), (["--seed_start", "-1"], "--seed_start -1"),
     (["--stall_frames", "-2"], "--stall_frames -2"),
     (["--screen_episodes", "4", "--num_episode", "4"], "--screen_episodes 4"),
+    (["--screen_episodes", "1", "--num_episode", "1"], "nothing to screen"),
 ])
 def test_train_py_flags_are_checked_before_work(random_models, flags, message):
     import train

@@ -248,6 +248,10 @@ def test_screening_drives_the_rest_only_for_the_better_half(random_models):
                                                     (*random_models, "turbo", "numpy"), True, 0, 1)
     assert episodes == 6 * 1 + 3 * 2 and len(fitness) == len(steps) == 6
     top = np.argsort(-opt.ranking)[:3]
+    # the better half is the one the first track picks: drive every candidate on it again
+    first = train.generation_seeds(np.random.default_rng(1), 6, 3, False, True)[0][:1]
+    screened = [train.evaluate(p, first, 20, *random_models, "turbo", "numpy")[0][0] for p in opt.ask()]
+    assert set(top) == set(np.argsort(-np.array(screened), kind="stable")[:3])
     assert np.all(opt.ranking[top] == fitness[top]) and opt.ranking[top].min() > np.delete(opt.ranking, top).max()
 
 
