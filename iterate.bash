@@ -3,25 +3,26 @@
 # the states that matter): record driving data, train V and M further on it, train C on them.
 #
 #   bash iterate.bash                                   # round 1 from the shipped agent, into runs/round1
-#   OUT=runs/round2 CONTROLLER=runs/round1/log/carracing.cma.4.32.best.json \
-#     VAE=runs/round1/vae/vae.json RNN=runs/round1/rnn/rnn.json SEED0=200000 bash iterate.bash
+#   OUT=runs/round2 CONTROLLER=log/round1/carracing.cma.2.64.best.json \
+#     VAE=log/round1/vae.json RNN=log/round1/rnn.json SEED0=200000 bash iterate.bash
 #
 # Every stage resumes: after a stop (or --max-minutes), run the same command again.
 #   1. data   extract.bash: RANDOM_EPS random (the original's policy), WANDER_EPS correlated
-#             random driving, FOLLOW_EPS a scripted track follower, AGENT_EPS the CONTROLLER with
-#             correlated action noise (up to NOISE), RENDERER (obs64), one worker per core
+#             random driving, FOLLOW_EPS a scripted track follower, AGENT_EPS the CONTROLLER (on
+#             VAE and RNN) with correlated action noise (up to NOISE), RENDERER (obs64), one worker per core
 #   2. V      vae_train.py --init VAE on all of it (HOLDOUT episodes kept out), V_MIN minutes
 #   3. series series.py with the new V (skipped when up to date)
 #   4. M      rnn_train.py --init RNN on the new series, M_MIN minutes
-#   5. C      train.py: CMA-ES from scratch, population POP x 4 episodes on common tracks,
-#             RENDERER and int8 V, until stopped (C_FLAGS="--generations N" to stop after N)
-# Then score: python model.py norender $OUT/log/carracing.cma.4.$POP.best.json 20000 \
+#   5. C      train.py: CMA-ES from CONTROLLER's mean (C re-learns the new latents), population
+#             POP x EPISODES tracks, common to a generation, --stall_frames STALL, RENDERER and
+#             int8 V, until stopped (C_FLAGS="--generations N" to stop after N)
+# Then score: python model.py norender $OUT/log/carracing.cma.$EPISODES.$POP.best.json 20000 \
 #   --vae $OUT/vae/vae.json --rnn $OUT/rnn/rnn.json
 # Each stage's wall-clock goes to $OUT/times.txt. Extra flags per stage: EXTRACT_FLAGS, V_FLAGS,
 # M_FLAGS, C_FLAGS (the tests use them for a tiny round).
 set -eu
 cd "$(dirname "$0")"
-if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,24p' "$0" | cut -c3-; exit 0; fi
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,22p' "$0" | cut -c3-; exit 0; fi
 source ./setup.sh
 OUT=${OUT:-runs/round1}
 RECORD=${RECORD:-$OUT/record}
@@ -30,7 +31,8 @@ VAE=${VAE:-vae/vae.json}
 RNN=${RNN:-rnn/rnn.json}
 SEED0=${SEED0:-100000}            # driving seeds must lie in [100000, 2**20)
 RANDOM_EPS=${RANDOM_EPS:-200} WANDER_EPS=${WANDER_EPS:-100} FOLLOW_EPS=${FOLLOW_EPS:-300} AGENT_EPS=${AGENT_EPS:-400}
-NOISE=${NOISE:-0.3} HOLDOUT=${HOLDOUT:-40} V_MIN=${V_MIN:-40} M_MIN=${M_MIN:-25} POP=${POP:-32}
+NOISE=${NOISE:-0.3} HOLDOUT=${HOLDOUT:-40} V_MIN=${V_MIN:-40} M_MIN=${M_MIN:-25}
+POP=${POP:-64} EPISODES=${EPISODES:-2} STALL=${STALL:-50}  # C: more candidates on fewer tracks (docs/results.md)
 ENCODER=${ENCODER:-int8}          # V's encoder while driving: int8 (LiteRT, ~5x faster) or numpy
 RENDERER=${RENDERER:-obs64}       # while driving: obs64 (the fastest), turbo or exact
 WORKERS=${WORKERS:-$(nproc)}
@@ -55,7 +57,8 @@ extract() {  # extract POLICY EPISODES SEED_START [flags]
 stage data-random extract random "$RANDOM_EPS" "$SEED0"
 stage data-wander extract wander "$WANDER_EPS" $((SEED0 + 5000))
 stage data-follow extract follow "$FOLLOW_EPS" $((SEED0 + 10000))
-stage data-agent extract agent "$AGENT_EPS" $((SEED0 + 20000)) --controller "$CONTROLLER" --encoder "$ENCODER" --noise "$NOISE"
+stage data-agent extract agent "$AGENT_EPS" $((SEED0 + 20000)) --controller "$CONTROLLER" --vae "$VAE" --rnn "$RNN" \
+  --encoder "$ENCODER" --noise "$NOISE"
 stage V python vae_train.py --init "$VAE" --record-dir "$RECORD" --holdout "$HOLDOUT" --out "$OUT/vae/vae.json" \
   --max-minutes "$V_MIN" --resume ${V_FLAGS:-}
 if [ ! -f "$OUT/series/series.npz" ] || [ "$OUT/vae/vae.json" -nt "$OUT/series/series.npz" ]; then
@@ -63,7 +66,10 @@ if [ ! -f "$OUT/series/series.npz" ] || [ "$OUT/vae/vae.json" -nt "$OUT/series/s
 fi
 stage M python rnn_train.py --init "$RNN" --series "$OUT/series/series.npz" --out-dir "$OUT/rnn" \
   --initial-z-out "$OUT/initial_z/initial_z.json" --holdout "$HOLDOUT" --max-minutes "$M_MIN" --resume ${M_FLAGS:-}
-stage C python train.py -n "$POP" -t 1 --num_episode 4 --common_tracks 1 --renderer "$RENDERER" --encoder "$ENCODER" \
-  --eval_steps 10 --num_eval_episode 48 --vae "$OUT/vae/vae.json" --rnn "$OUT/rnn/rnn.json" \
-  --log-dir "$OUT/log" --resume ${C_FLAGS:-}
+BASE="$OUT/log/carracing.cma.$EPISODES.$POP"
+if [ -f "$BASE.ckpt.pkl" ]; then C_START=--resume
+else mkdir -p "$OUT/log"; cp "$CONTROLLER" "$BASE.json"; C_START="--retrain 1"; fi  # the mean starts at CONTROLLER
+stage C python train.py -n "$POP" -t 1 --num_episode "$EPISODES" --common_tracks 1 --stall_frames "$STALL" \
+  --renderer "$RENDERER" --encoder "$ENCODER" --eval_steps 10 --num_eval_episode 48 --vae "$OUT/vae/vae.json" \
+  --rnn "$OUT/rnn/rnn.json" --log-dir "$OUT/log" $C_START ${C_FLAGS:-}
 echo "round done: $OUT (stage times in $OUT/times.txt)"

@@ -25,8 +25,11 @@ def test_tiny_round_runs_every_stage(tmp_path, random_models):
     assert len(names) == 8
     policies = {str(np.load(out / "record" / n)["policy"]) for n in names}
     assert policies == {"random", "wander", "follow", "agent"}
+    agent_stage = next(line for line in p.stdout.splitlines() if line.startswith("== data-agent"))
+    assert f"--vae {vae} --rnn {rnn}" in agent_stage  # the controller drives on its own V and M
+    assert "retraining from the mean" in p.stdout  # C starts from CONTROLLER
     for f in ("vae/vae.json", "series/series.npz", "rnn/rnn.json", "initial_z/initial_z.json",
-              "log/carracing.cma.4.4.json", "log/carracing.cma.4.4.ckpt.pkl"):
+              "log/carracing.cma.2.4.json", "log/carracing.cma.2.4.ckpt.pkl"):
         assert (out / f).exists(), f
     stages = [line.split()[0] for line in (out / "times.txt").read_text().splitlines()]
     assert stages == ["data-random", "data-wander", "data-follow", "data-agent", "V", "series", "M", "C"]
