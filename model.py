@@ -239,7 +239,7 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None, 
     lap = np.zeros(n, dtype=bool)
     since_tile = np.zeros(n, dtype=np.int64)
     live = np.arange(n)
-    per_frame = [[] for _ in range(n)]
+    per_frame = [[] for _ in range(n)] if traces is not None else None
     for _ in range(max_steps):
         mu, logvar = model.encoder.encode_mu_logvar(obs)
         noise = np.stack([rngs[i].standard_normal(config.Z_SIZE, dtype=np.float32) for i in live])
@@ -252,7 +252,8 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None, 
             obs[j], r, terminated, truncated, info = envs[i].step(action[j])
             lap[i] |= bool(info.get("lap_finished", False))
             rewards[i] += r
-            per_frame[i].append(r)
+            if per_frame is not None:
+                per_frame[i].append(r)
             steps[i] += 1
             since_tile[i] = 0 if r > 0 else since_tile[i] + 1  # a step's reward is > 0 only on a new tile
             if stall > 0 and since_tile[i] >= stall and not (terminated or truncated):

@@ -125,6 +125,11 @@ def generation_seeds(rng, popsize, num_episode, antithetic, common=False):
     return [[int(b) + j for j in range(num_episode)] for b in base]
 
 
+def better_half(scores):
+    """Indices of the better half of a population by `scores`, best first (ties: lower index)."""
+    return np.argsort(-np.asarray(scores), kind="stable")[:len(scores) // 2]
+
+
 def screened_ranking(fitness, screened, top):
     """What the optimiser is told under --screen_episodes: the better half (`top`) keeps its
     full mean; the rest rank below all of it, in the order of their screening means."""
@@ -150,7 +155,7 @@ def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, m
     top = np.arange(len(solutions))
     if screen:
         screened = np.array([np.mean(r) for r in returns])
-        top = np.argsort(-screened, kind="stable")[:len(solutions) // 2]
+        top = better_half(screened)
         more = run_tasks(executor, evaluate, [(solutions[i], seeds[i][k:], max_len, *models, stall) for i in top])
         for i, (r, t) in zip(top, more):
             returns[i] += r

@@ -57,7 +57,6 @@ def stalled(trace, frames, max_steps=config.MAX_FRAMES):
 def rule_scores(traces, rule, arg, max_steps=config.MAX_FRAMES):
     """One track set of one population -> (score used to rank each candidate, frames driven).
     traces[c][e]: candidate c's episode e rewards per frame."""
-    n = len(traces)
     full = np.array([[t.sum() for t in c] for c in traces])
     lengths = np.array([[len(t) for t in c] for c in traces])
     if rule == "full":
@@ -69,7 +68,7 @@ def rule_scores(traces, rule, arg, max_steps=config.MAX_FRAMES):
         import train
 
         screened = full[:, :arg].mean(1)
-        top = np.argsort(-screened, kind="stable")[:n // 2]
+        top = train.better_half(screened)
         fitness = screened.copy()
         fitness[top] = full[top].mean(1)
         ranking = train.screened_ranking(fitness, screened, top)
@@ -80,6 +79,8 @@ def rule_scores(traces, rule, arg, max_steps=config.MAX_FRAMES):
 def analyse(traces, rules, max_steps=config.MAX_FRAMES):
     """traces[p][s][c][e] (population, track set A/B, candidate, episode) -> per rule: gain
     on the other set, and frames driven relative to the full rule."""
+    import train
+
     rows = {}
     for rule, arg in rules:
         gains, frames, frames_full = [], 0, 0
@@ -90,7 +91,7 @@ def analyse(traces, rules, max_steps=config.MAX_FRAMES):
                 frames += f
                 frames_full += sum(len(t) for c in pick_on for t in c)
                 held = np.array([np.mean([t.sum() for t in c]) for c in score_on])
-                top = np.argsort(-score, kind="stable")[:len(score) // 2]
+                top = train.better_half(score)
                 gains.append(held[top].mean() - held.mean())
         # the two picks of a population share its episodes: the error is over populations
         per_pop = np.reshape(gains, (len(traces), 2)).mean(1)
