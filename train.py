@@ -197,6 +197,15 @@ def save_checkpoint(path, st):
     atomic_write_bytes(path, pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def read_checkpoint(path, fix):
+    """The run state save_checkpoint pickled at path, or one line: why it cannot be read, and `fix`."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as e:
+        raise UserError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): {fix}")
+
+
 def train(args, executor):
     popsize = args.num_worker * args.num_worker_trial
     base = f"{config.ENV_NAME}.{args.optimizer}.{args.num_episode}.{popsize}"
@@ -211,12 +220,7 @@ def train(args, executor):
     claim_outputs(args.log_dir, f"train.{base}", [os.path.basename(v) for v in paths.values()])
 
     if args.resume and os.path.exists(paths["ckpt"]):
-        try:
-            with open(paths["ckpt"], "rb") as f:
-                st = pickle.load(f)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as e:
-            raise UserError(f"checkpoint {paths['ckpt']} cannot be read ({type(e).__name__}: {e}): it is damaged; "
-                            f"delete {prefix}.* to start over (or restore a copy)")
+        st = read_checkpoint(paths["ckpt"], f"it is damaged; delete {prefix}.* to start over (or restore a copy)")
         np.random.set_state(st.pop("np_global"))
         print(f"resuming {paths['ckpt']} after generation {st['generation']}", flush=True)
         write_logs(paths, st)

@@ -23,7 +23,6 @@ and writes it with every return to OUT.json, and the traces to OUT.npz (--traces
 """
 import argparse
 import os
-import pickle
 
 import config
 
@@ -165,11 +164,7 @@ def collect(args):
     import train
     from workers import open_executor, run_tasks
 
-    try:
-        with open(args.checkpoint, "rb") as f:
-            st = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as e:
-        raise UserError(f"checkpoint {args.checkpoint} cannot be read ({type(e).__name__}: {e})")
+    st = train.read_checkpoint(args.checkpoint, "give train.py's <base>.ckpt.pkl")
     if not (isinstance(st, dict) and hasattr(st.get("es"), "ask") and "generation" in st):
         raise UserError(f"{args.checkpoint} is not a train.py checkpoint (<base>.ckpt.pkl)")
     es, rng = st["es"], np.random.default_rng(args.seed)
