@@ -108,6 +108,12 @@ def test_model_py_norender_prints_returns_and_summary(random_models, tmp_path):
     lines = out.stdout.splitlines()
     assert sum(l.startswith("seed 7 reward") or l.startswith("seed 8 reward") for l in lines) == 2
     assert any("average_reward" in l and "stdev" in l for l in lines), out.stdout
+    # its output is what compare_scores.py reads: the same agent against itself differs by 0
+    (tmp_path / "a.txt").write_text(out.stdout)
+    cmp = subprocess.run([PYTHON, "compare_scores.py", str(tmp_path / "a.txt"), str(tmp_path / "a.txt")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert cmp.returncode == 0, cmp.stderr
+    assert "B - A over 2 tracks: +0.00" in cmp.stdout and "no clear difference" in cmp.stdout, cmp.stdout
 
 
 def test_model_py_render_headless_writes_video(random_models, tmp_path):
@@ -198,3 +204,29 @@ def test_score_summary_reports_robust_figures():
 def test_model_py_bad_flags_are_one_line(flags, message):
     with pytest.raises(UserError, match=message):
         model.main(["norender", SHIPPED, "10000", *flags])
+
+
+def test_compare_scores_pairs_by_track(tmp_path):
+    import compare_scores
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    # B is 10 better on every shared track (20000-20002); 20003 is A's only: left out
+    a.write_text("model size 867\nseed 20000 reward 800.00 steps 1000\nseed 20001 reward 300.50 steps 1000\n"
+                 "seed 20002 reward 900.00 steps 900 lap finished\nseed 20003 reward 10.00 steps 1000\n")
+    b.write_text("seed 20002 reward 910.00 steps 880 lap finished\nseed 20000 reward 810.00 steps 1000\n"
+                 "seed 20001 reward 310.50 steps 1000\n")
+    seeds, d = compare_scores.paired(compare_scores.read_scores(a), compare_scores.read_scores(b))
+    assert seeds == [20000, 20001, 20002] and np.allclose(d, 10.0)
+    assert "+10.00 +- 0.00" in compare_scores.difference_summary(d)
+    assert "B is better" in compare_scores.difference_summary(d + np.array([1.0, -1.0, 0.0]))
+    # noise bigger than the mean difference: no verdict
+    assert "no clear difference" in compare_scores.difference_summary(np.array([50.0, -40.0, 10.0]))
+    assert "A is better" in compare_scores.difference_summary(np.array([-9.0, -11.0, -10.0]))
+    (tmp_path / "nothing.txt").write_text("100 episodes in 258s\n")
+    with pytest.raises(UserError, match="no 'seed N reward R steps S' lines"):
+        compare_scores.read_scores(tmp_path / "nothing.txt")
+    with pytest.raises(UserError, match="cannot read"):
+        compare_scores.read_scores(tmp_path / "missing.txt")
+    c = tmp_path / "c.txt"
+    c.write_text("seed 1 reward 5.00 steps 10\n")
+    with pytest.raises(UserError, match="share no track seed"):
+        compare_scores.main([str(a), str(c)])

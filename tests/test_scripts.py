@@ -1,0 +1,25 @@
+"""Every top-level script answers --help with its usage and says what it reads and writes."""
+import ast
+import glob
+import os
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, ROOT
+
+SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(f"{ROOT}/*.py")
+                 if '__name__ == "__main__"' in open(p).read())
+
+
+def test_the_scripts_are_found():
+    assert {"env.py", "model.py", "train.py", "extract.py", "vae_train.py", "compare_scores.py"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_help(script):
+    doc = ast.get_docstring(ast.parse(open(f"{ROOT}/{script}").read()))
+    assert doc and len(doc) > 40, f"{script} needs a module docstring saying what it reads and writes"
+    out = subprocess.run([PYTHON, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage:") and "-h, --help" in out.stdout, out.stdout[:300]
