@@ -1,6 +1,10 @@
 """Plot a controller training run from its logs: fitness and evaluation score vs generation and hours.
 
-    python plot_progress.py [--base log/carracing.cma.16.64] [--out progress.png]
+    python plot_progress.py [--base log/carracing.cma.16.64 [BASE ...]] [--out progress.png]
+
+Without --base: your run at log/carracing.cma.16.64 once train.py has written one, otherwise the
+runs that trained the shipped agent, end to end (SHIPPED_RUNS: each went on from the last one's
+mean; dotted lines mark where one run hands over to the next). Several --base do the same.
 
 Reads <base>.hist.json (rows [generation, seconds, mean, min, max, std, rms_stdev, mean_steps,
 max_steps]) and, when there has been an evaluation, <base>.hist_best.json (rows [generation,
@@ -16,11 +20,45 @@ import numpy as np
 from common import UserError, atomic_write_bytes, main_guard, read_json
 
 DEFAULT_BASE = os.path.join("log", "carracing.cma.16.64")
+# the shipped controller's lineage: 380 generations on the first V and M, then round 1 of
+# iterative training (V and M retrained on driving data; C re-learns from the mean it had)
+SHIPPED_RUNS = [os.path.join("log", "agent1", "carracing.cma.16.64"),
+                os.path.join("log", "round1", "carracing.cma.4.32"),
+                os.path.join("log", "round1", "carracing.cma.2.64")]
 TARGET = 900  # "solved": an average of 900 over 100 consecutive episodes
 
 
-def load_progress(base):
-    """(hist, evals): hist float array (G, 9); evals float array (E, 4) of generation, seconds, curr, best."""
+def default_bases():
+    """Your run if train.py has written one, else the shipped agent's runs."""
+    return [DEFAULT_BASE] if os.path.exists(DEFAULT_BASE + ".hist.json") else SHIPPED_RUNS
+
+
+def as_bases(base):
+    return default_bases() if base is None else [base] if isinstance(base, str) else list(base)
+
+
+def load_progress(base=None):
+    """(hist, evals): hist float array (G, 9); evals float array (E, 4) of generation, seconds, curr, best.
+
+    base: one file base, a list of them (runs that continued one another, joined end to end:
+    generations and seconds carry on from the previous run's last row), or None (default_bases)."""
+    hist, evals = np.zeros((0, 9)), np.zeros((0, 4))
+    for b in as_bases(base):
+        h, e = _load_run(b)
+        if len(hist):
+            h[:, :2] += hist[-1, :2]
+            e[:, :2] += hist[-1, :2]
+        hist, evals = np.concatenate([hist, h]), np.concatenate([evals, e])
+    return hist, evals
+
+
+def handovers(base=None):
+    """The generations after which the next run of a lineage starts (empty for one run)."""
+    ends = np.cumsum([_load_run(b)[0][-1, 0] for b in as_bases(base)])
+    return ends[:-1].tolist()
+
+
+def _load_run(base):
     path = base + ".hist.json"
     rows = read_json(path, "training history")
     if not rows:
@@ -54,13 +92,16 @@ def _draw(ax, x, hist, evals, ex, xlabel, target):
     ax.grid(alpha=0.3)
 
 
-def plot_progress(base=DEFAULT_BASE, target=TARGET):
+def plot_progress(base=None, target=TARGET):
     """A matplotlib Figure: left vs generation, right vs wall-clock hours."""
     import matplotlib.pyplot as plt
 
     hist, evals = load_progress(base)
     fig, (ax_gen, ax_time) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     _draw(ax_gen, hist[:, 0], hist, evals, evals[:, 0], "generation", target)
+    for g in handovers(base):
+        ax_gen.axvline(g, color="black", linestyle=":", linewidth=1)
+        ax_time.axvline(hist[np.searchsorted(hist[:, 0], g), 1] / 3600.0, color="black", linestyle=":", linewidth=1)
     _draw(ax_time, hist[:, 1] / 3600.0, hist, evals, evals[:, 1] / 3600.0, "wall-clock hours", target)
     ax_gen.legend(loc="best", fontsize="small")
     fig.suptitle(summary(base, hist, evals))
@@ -68,11 +109,12 @@ def plot_progress(base=DEFAULT_BASE, target=TARGET):
     return fig
 
 
-def summary(base, hist=None, evals=None):
+def summary(base=None, hist=None, evals=None):
     """One line: the run, its last generation, time and best evaluation."""
     if hist is None:
         hist, evals = load_progress(base)
-    text = (f"{os.path.basename(base)}: {int(hist[-1, 0])} generations in {hist[-1, 1] / 3600.0:.1f} h, "
+    names = " + ".join(os.path.basename(b) for b in as_bases(base))
+    text = (f"{names}: {int(hist[-1, 0])} generations in {hist[-1, 1] / 3600.0:.1f} h, "
             f"last mean {hist[-1, 2]:.1f}")
     if len(evals):
         text += f", best evaluation {evals[:, 3].max():.1f} (last {evals[-1, 2]:.1f})"
@@ -81,7 +123,9 @@ def summary(base, hist=None, evals=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", default=DEFAULT_BASE, help="log file base, without .hist.json")
+    p.add_argument("--base", nargs="+", default=None,
+                   help="log file base, without .hist.json; several: runs that continued one another "
+                        f"(default: {DEFAULT_BASE} if train.py has written it, else the shipped agent's runs)")
     p.add_argument("--out", default="progress.png", help="PNG to write")
     p.add_argument("--target", type=float, default=TARGET, help="the horizontal goal line")
     args = p.parse_args(argv)

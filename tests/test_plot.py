@@ -60,3 +60,31 @@ def test_notebook_executes(synthetic_log):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
     assert any("30 generations" in o.get("text", "") for o in outputs)
+
+
+def test_runs_that_continued_one_another_are_joined(synthetic_log, tmp_path):
+    import plot_progress
+
+    hist1, evals1 = plot_progress.load_progress(synthetic_log)
+    hist, evals = plot_progress.load_progress([synthetic_log, synthetic_log])
+    assert len(hist) == 60 and len(evals) == 4
+    # the second run's generations and seconds carry on from the first one's last row
+    assert hist[30, 0] == 31 and hist[-1, 0] == 60 and hist[-1, 1] == 2 * hist1[-1, 1]
+    assert evals[2:, 0].tolist() == [55.0, 60.0] and evals[2, 2] == evals1[0, 2]
+    assert plot_progress.handovers([synthetic_log, synthetic_log]) == [30]
+    assert plot_progress.handovers(synthetic_log) == []
+    assert "carracing.cma.16.64 + carracing.cma.16.64: 60 generations" in plot_progress.summary(
+        [synthetic_log, synthetic_log])
+
+
+def test_default_is_your_run_else_the_shipped_agents_runs(monkeypatch, synthetic_log, tmp_path):
+    import plot_progress
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(plot_progress, "DEFAULT_BASE", str(tmp_path / "none_yet"))
+    assert plot_progress.default_bases() == plot_progress.SHIPPED_RUNS
+    # a fresh clone has every shipped run's logs
+    hist, evals = plot_progress.load_progress(None)
+    assert len(hist) > 400 and len(evals) > 40
+    monkeypatch.setattr(plot_progress, "DEFAULT_BASE", synthetic_log)
+    assert plot_progress.default_bases() == [synthetic_log]
