@@ -2,9 +2,9 @@
 # One round of iterative training (the paper's own idea for tasks where random rollouts miss
 # the states that matter): record driving data, train V and M further on it, train C on them.
 #
-#   bash iterate.bash                                   # round 1 from the shipped agent, into runs/round1
-#   OUT=runs/round2 CONTROLLER=log/round1/carracing.cma.2.64.best.json \
-#     VAE=log/round1/vae.json RNN=log/round1/rnn.json SEED0=200000 bash iterate.bash
+#   bash iterate.bash                            # a round from the shipped agent, into runs/round1
+#   OUT=runs/round2 SEED0=200000 bash iterate.bash   # round 2: the shipped agent (since 2026-12-03)
+#     is round 1's; CONTROLLER, VAE and RNN name another agent's files
 #
 # Every stage resumes: after a stop (or --max-minutes), run the same command again.
 #   1. data   extract.bash: RANDOM_EPS random (the original's policy), WANDER_EPS correlated
