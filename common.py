@@ -144,6 +144,12 @@ def read_json(path, what="file"):
         raise UserError(f"{what} {path} is not valid JSON ({e}); re-create or replace it")
 
 
+def standard_error(x):
+    """The standard error of x's mean (nan for fewer than two values)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+
+
 def score_summary(rewards, laps):
     """The figures a score is reported with: mean +- std, standard error, interquartile mean
     (the mean of the middle half: robust to a few crashes), median, bad episodes, laps."""
@@ -151,7 +157,7 @@ def score_summary(rewards, laps):
     n = len(r)
     q = n // 4
     iqm = r[q:n - q].mean() if n - 2 * q > 0 else r.mean()
-    se = r.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    se = standard_error(r)
     return (f"mean {r.mean():.2f} +- {r.std():.2f} (standard error {se:.2f}), interquartile mean {iqm:.2f}, "
             f"median {np.median(r):.2f}, {int((r < 500).sum())}/{n} under 500, {int(sum(laps))}/{n} laps finished")
 

@@ -16,26 +16,38 @@ import re
 
 import numpy as np
 
-from common import UserError, main_guard, score_summary
+from common import UserError, main_guard, score_summary, standard_error
 
-LINE = re.compile(r"^seed (\d+) reward (-?[\d.]+|nan|inf|-inf) steps (\d+)( lap finished)?\s*$")
+LINE = re.compile(r"^seed (\d+) reward (\S+) steps (\d+)( lap finished)?\s*$")
 
 
 def read_scores(path):
     """{seed: (reward, lap finished)} from one `model.py norender` output."""
+    how = "save the output of `python model.py norender CONTROLLER SEED | tee a.txt` and pass a.txt"
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError as e:
-        raise UserError(f"cannot read {path} ({e.strerror}); pass the saved output of `model.py norender`")
+        raise UserError(f"cannot read {path} ({e.strerror}); {how}")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not text; {how}")
     scores = {}
     for line in lines:
         m = LINE.match(line.strip())
-        if m:
-            scores[int(m.group(1))] = (float(m.group(2)), bool(m.group(4)))
+        if not m:
+            continue
+        seed = int(m.group(1))
+        try:
+            reward = float(m.group(2))
+        except ValueError:
+            reward = float("nan")
+        if not np.isfinite(reward):
+            raise UserError(f"{path}: seed {seed} has reward {m.group(2)}, not a finite number; rerun that agent")
+        if seed in scores:
+            raise UserError(f"{path} has seed {seed} twice (two runs in one file?); keep one run per file")
+        scores[seed] = (reward, bool(m.group(4)))
     if not scores:
-        raise UserError(f"{path} has no 'seed N reward R steps S' lines; "
-                        f"save the output of `python model.py norender FILE SEED | tee {path}`")
+        raise UserError(f"{path} has no 'seed N reward R steps S' lines; {how}")
     return scores
 
 
@@ -48,7 +60,7 @@ def paired(a, b):
 def difference_summary(d):
     """B - A: mean +- standard error, wins, and a verdict at two standard errors."""
     n = len(d)
-    se = d.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    se = standard_error(d)
     if n > 1 and abs(d.mean()) > 2 * se:
         verdict = "B is better" if d.mean() > 0 else "A is better"
     else:
@@ -64,8 +76,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     a, b = read_scores(args.a), read_scores(args.b)
     seeds, d = paired(a, b)
-    if not seeds:
-        raise UserError(f"{args.a} and {args.b} share no track seed; run both from the same first seed")
+    if len(seeds) < 2:
+        raise UserError(f"{args.a} and {args.b} share {len(seeds)} track seed(s); a paired comparison needs "
+                        "two or more: run both agents from the same first seed")
     for name, path, s in (("A", args.a, a), ("B", args.b, b)):
         left = len(s) - len(seeds)
         print(f"{name} {path}: " + score_summary([s[k][0] for k in seeds], [s[k][1] for k in seeds])

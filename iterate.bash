@@ -2,9 +2,9 @@
 # One round of iterative training (the paper's own idea for tasks where random rollouts miss
 # the states that matter): record driving data, train V and M further on it, train C on them.
 #
-#   bash iterate.bash                            # a round from the shipped agent, into runs/round1
-#   OUT=runs/round2 SEED0=200000 bash iterate.bash   # round 2: the shipped agent (since 2026-12-03)
-#     is round 1's; CONTROLLER, VAE and RNN name another agent's files
+#   OUT=runs/round2 SEED0=200000 bash iterate.bash   # the next round, from the shipped agent
+#     (round 1's since 2026-12-03); OUT defaults to runs/iteration, SEED0 to 100000 (round 1's
+#     data seeds); CONTROLLER, VAE and RNN name another agent's files
 #
 # Every stage resumes: after a stop (or --max-minutes), run the same command again.
 #   1. data   extract.bash: RANDOM_EPS random (the original's policy), WANDER_EPS correlated
@@ -24,7 +24,7 @@ set -eu
 cd "$(dirname "$0")"
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,22p' "$0" | cut -c3-; exit 0; fi
 source ./setup.sh
-OUT=${OUT:-runs/round1}
+OUT=${OUT:-runs/iteration}
 RECORD=${RECORD:-$OUT/record}
 CONTROLLER=${CONTROLLER:-log/carracing.cma.16.64.best.json}
 VAE=${VAE:-vae/vae.json}

@@ -41,21 +41,28 @@ def load_progress(base=None):
     """(hist, evals): hist float array (G, 9); evals float array (E, 4) of generation, seconds, curr, best.
 
     base: one file base, a list of them (runs that continued one another, joined end to end:
-    generations and seconds carry on from the previous run's last row), or None (default_bases)."""
-    hist, evals = np.zeros((0, 9)), np.zeros((0, 4))
-    for b in as_bases(base):
-        h, e = _load_run(b)
-        if len(hist):
-            h[:, :2] += hist[-1, :2]
-            e[:, :2] += hist[-1, :2]
-        hist, evals = np.concatenate([hist, h]), np.concatenate([evals, e])
-    return hist, evals
+    a run whose generations or seconds start again from the beginning carries on from the previous
+    run's last row), or None (default_bases)."""
+    return _join(base)[:2]
 
 
 def handovers(base=None):
     """The generations after which the next run of a lineage starts (empty for one run)."""
-    ends = np.cumsum([_load_run(b)[0][-1, 0] for b in as_bases(base)])
-    return ends[:-1].tolist()
+    return _join(base)[2]
+
+
+def _join(base):
+    hist, evals, ends = np.zeros((0, 9)), np.zeros((0, 4)), []
+    for b in as_bases(base):
+        h, e = _load_run(b)
+        if len(hist):
+            ends.append(hist[-1, 0])
+            for col in (0, 1):  # generation, seconds; a run resumed from a copied checkpoint counts on already
+                if h[0, col] <= hist[-1, col]:
+                    e[:, col] += hist[-1, col]
+                    h[:, col] += hist[-1, col]
+        hist, evals = np.concatenate([hist, h]), np.concatenate([evals, e])
+    return hist, evals, ends
 
 
 def _load_run(base):

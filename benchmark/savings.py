@@ -29,7 +29,7 @@ import config
 config.one_blas_thread()
 import numpy as np  # noqa: E402
 
-from common import UserError, atomic_savez, atomic_write_json, main_guard  # noqa: E402
+from common import UserError, atomic_savez, atomic_write_json, main_guard, standard_error  # noqa: E402
 
 
 def drive(params, seeds, max_len, vae_path, rnn_path, renderer, encoder):
@@ -94,7 +94,7 @@ def analyse(traces, rules, max_steps=config.MAX_FRAMES):
                 gains.append(held[top].mean() - held.mean())
         # the two picks of a population share its episodes: the error is over populations
         per_pop = np.reshape(gains, (len(traces), 2)).mean(1)
-        se = float(np.std(per_pop, ddof=1) / np.sqrt(len(per_pop))) if len(per_pop) > 1 else float("nan")
+        se = float(standard_error(per_pop))
         rows[f"{rule} {arg}"] = {"gain": float(np.mean(gains)), "gain_se": se,
                                  "gains": [round(float(g), 2) for g in gains], "frames": frames / frames_full}
     return rows

@@ -227,6 +227,19 @@ def test_compare_scores_pairs_by_track(tmp_path):
     with pytest.raises(UserError, match="cannot read"):
         compare_scores.read_scores(tmp_path / "missing.txt")
     c = tmp_path / "c.txt"
-    c.write_text("seed 1 reward 5.00 steps 10\n")
-    with pytest.raises(UserError, match="share no track seed"):
+    c.write_text("seed 20000 reward 5.00 steps 10\n")
+    with pytest.raises(UserError, match="share 1 track seed"):
         compare_scores.main([str(a), str(c)])
+    # what a paired comparison must not average silently: one line naming the file
+    for text, message in (("seed 5 reward nan steps 10\n", "seed 5 has reward nan"),
+                          ("seed 5 reward 1.2.3 steps 10\n", "seed 5 has reward 1.2.3"),
+                          ("seed 5 reward 1.0 steps 10\nseed 5 reward 2.0 steps 10\n", "seed 5 twice")):
+        c.write_text(text)
+        with pytest.raises(UserError, match=message):
+            compare_scores.read_scores(c)
+    c.write_bytes(b"\x93NUMPY\xff\xfe")
+    with pytest.raises(UserError, match="is not text"):
+        compare_scores.read_scores(c)
+    # a controller passed by mistake: the hint never suggests writing over it
+    with pytest.raises(UserError, match="tee a.txt"):
+        compare_scores.read_scores(SHIPPED)

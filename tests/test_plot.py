@@ -75,6 +75,23 @@ def test_runs_that_continued_one_another_are_joined(synthetic_log, tmp_path):
     assert plot_progress.handovers(synthetic_log) == []
     assert "carracing.cma.16.64 + carracing.cma.16.64: 60 generations" in plot_progress.summary(
         [synthetic_log, synthetic_log])
+    # a run that resumed a copied checkpoint counts on from where the first stopped: no shift
+    later = str(tmp_path / "later")
+    with open(synthetic_log + ".hist.json") as f:
+        rows = json.load(f)
+    with open(later + ".hist.json", "w") as f:
+        json.dump([[r[0] + 30, r[1] + 66000] + r[2:] for r in rows], f)
+    hist, _ = plot_progress.load_progress([synthetic_log, later])
+    assert hist[:, 0].tolist() == list(range(1, 61)) and hist[-1, 1] == 2 * hist1[-1, 1]
+    assert plot_progress.handovers([synthetic_log, later]) == [30]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = plot_progress.plot_progress([synthetic_log, synthetic_log])
+    # the handover is marked on both panels: at generation 30 and at its hour
+    marks = [[line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":" and line.get_color() == "black"]
+             for ax in fig.axes]
+    assert marks == [[30], [hist1[-1, 1] / 3600.0]]
 
 
 def test_default_is_your_run_else_the_shipped_agents_runs(monkeypatch, synthetic_log, tmp_path):
