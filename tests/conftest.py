@@ -76,13 +76,17 @@ def wait_for_window(env, name, proc=None, timeout=60):
     Given the program `proc` that should open it, fails at once with its output if it exits first.
     """
     deadline = time.time() + timeout
-    titles = []
+    titles, search = [], None
     while time.time() < deadline:
-        ids = xdotool(env, "search", "--classname", "", check=False).stdout.split()
+        search = xdotool(env, "search", "--classname", "", check=False)
+        ids = search.stdout.split()
         titles = [xdotool(env, "getwindowname", wid, check=False).stdout.strip() for wid in ids]
         for wid, title in zip(ids, titles):
             if name in title:
                 return wid
+        by_name = xdotool(env, "search", "--name", name, check=False).stdout.split()  # ASCII titles
+        if by_name:
+            return by_name[0]
         if proc is not None and proc.poll() is not None:
             break
         time.sleep(0.2)
@@ -94,8 +98,10 @@ def wait_for_window(env, name, proc=None, timeout=60):
             why = "before the program exited"
         out, err = proc.communicate(timeout=30)
         output = f"\nprogram exit code {proc.returncode}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
+    searched = "" if search is None else (f"\nlast `xdotool search`: exit code {search.returncode}, "
+                                          f"{len(search.stdout.split())} windows, stderr {search.stderr[-500:]!r}")
     raise AssertionError(f"no window named {name!r} appeared on {env['DISPLAY']} {why} "
-                         f"(windows there: {[t for t in titles if t]}){output}")
+                         f"(windows there: {[t for t in titles if t]}){searched}{output}")
 
 
 @pytest.fixture(scope="session")

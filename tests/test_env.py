@@ -119,10 +119,19 @@ def test_random_drive_writes_a_video(tmp_path):
 
 def test_keyboard_play_in_a_real_window(xvfb):
     """Under Xvfb: holding Up makes the car drive over tiles (reward rises), Esc exits with 0."""
-    proc = subprocess.Popen([PYTHON, "env.py", "--seed", "1"], cwd=ROOT, env=xvfb,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for attempt in (1, 2):
+        proc = subprocess.Popen([PYTHON, "env.py", "--seed", "1"], cwd=ROOT, env=xvfb,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wid = wait_for_window(xvfb, "CarRacing", proc)
+            break
+        except AssertionError as e:
+            # once in a full CI run (2026-12-03) xdotool saw no window at all for 60 s while env.py
+            # drove; alone it never recurred: one fresh start, and the message says what was seen
+            if attempt == 2:
+                raise
+            print(f"retrying once: {e}"[:3000])
     try:
-        wid = wait_for_window(xvfb, "CarRacing", proc)
         xdotool(xvfb, "windowfocus", "--sync", wid, check=False)
         xdotool(xvfb, "keydown", "Up")
         first = proc.stdout.readline()  # the progress line of step 200, however slow the machine
