@@ -48,15 +48,16 @@ def load_progress(base=None):
 
 def handovers(base=None):
     """The generations after which the next run of a lineage starts (empty for one run)."""
-    return _join(base)[2]
+    return [g for g, _ in _join(base)[2]]
 
 
 def _join(base):
+    """(hist, evals, ends): the runs joined, and [generation, seconds] where each hands over."""
     hist, evals, ends = np.zeros((0, 9)), np.zeros((0, 4)), []
     for b in as_bases(base):
         h, e = _load_run(b)
         if len(hist):
-            ends.append(hist[-1, 0])
+            ends.append(hist[-1, :2].tolist())
             for col in (0, 1):  # generation, seconds; a run resumed from a copied checkpoint counts on already
                 if h[0, col] <= hist[-1, col]:
                     e[:, col] += hist[-1, col]
@@ -103,12 +104,12 @@ def plot_progress(base=None, target=TARGET):
     """A matplotlib Figure: left vs generation, right vs wall-clock hours."""
     import matplotlib.pyplot as plt
 
-    hist, evals = load_progress(base)
+    hist, evals, ends = _join(base)
     fig, (ax_gen, ax_time) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     _draw(ax_gen, hist[:, 0], hist, evals, evals[:, 0], "generation", target)
-    for g in handovers(base):
+    for g, seconds in ends:
         ax_gen.axvline(g, color="black", linestyle=":", linewidth=1)
-        ax_time.axvline(hist[np.searchsorted(hist[:, 0], g), 1] / 3600.0, color="black", linestyle=":", linewidth=1)
+        ax_time.axvline(seconds / 3600.0, color="black", linestyle=":", linewidth=1)
     _draw(ax_time, hist[:, 1] / 3600.0, hist, evals, evals[:, 1] / 3600.0, "wall-clock hours", target)
     ax_gen.legend(loc="best", fontsize="small")
     fig.suptitle(summary(base, hist, evals))

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import PYTHON, ROOT
 
+
 def _read(path):
     with open(path) as f:
         return f.read()
