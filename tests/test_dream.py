@@ -20,7 +20,7 @@ import config
 import dream_model
 import model
 from common import UserError, VideoWriter
-from conftest import PYTHON, ROOT, focus_and_key, wait_for_window
+from conftest import PYTHON, ROOT, focus_and_key
 from dream_env import CarRacingDream, load_initial_z
 from rnn.rnn import MDNRNN, rnn_init_state, rnn_next_state, sample_next_z
 from vae.vae import ConvVAE
@@ -302,24 +302,19 @@ def send_wm_delete(display, wid):
 
 
 @pytest.mark.parametrize("how", ["close button", "Escape", "episode end"])
-def test_dream_window_opens_and_exits_cleanly(dream, xvfb, how):
+def test_dream_window_opens_and_exits_cleanly(dream, window_app, how):
     frames = "150" if how == "episode end" else "100000"
-    proc = subprocess.Popen([PYTHON, "dream_model.py", dream.ctrl, "1", "--max-frames", frames,
-                             "--print-every", "50", "--vae", dream.vae_path, "--rnn", dream.rnn_path,
-                             "--initial-z", dream.iz], cwd=ROOT, env=dict(xvfb, OMP_NUM_THREADS="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wid = wait_for_window(xvfb, "dream", proc)
-        if how == "close button":
-            time.sleep(1)
-            send_wm_delete(xvfb["DISPLAY"], wid)
-        elif how == "Escape":
-            time.sleep(1)
-            focus_and_key(xvfb, wid, "Escape")
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    wid = window_app.start(["dream_model.py", dream.ctrl, "1", "--max-frames", frames, "--print-every", "50",
+                            "--vae", dream.vae_path, "--rnn", dream.rnn_path, "--initial-z", dream.iz],
+                           "dream", {"OMP_NUM_THREADS": "1"})
+    if how == "close button":
+        time.sleep(1)
+        send_wm_delete(window_app.env["DISPLAY"], wid)
+    elif how == "Escape":
+        time.sleep(1)
+        focus_and_key(window_app.env, wid, "Escape")
+    stdout, stderr = window_app.communicate()
+    proc = window_app.proc
     assert proc.returncode == 0, stderr
     assert "video:" not in stdout  # a window, not a video
     if how == "episode end":

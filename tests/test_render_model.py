@@ -8,7 +8,7 @@ import pytest
 import config
 import model
 import render_model
-from conftest import PYTHON, ROOT, wait_for_window
+from conftest import PYTHON, ROOT
 from test_dream import dream, headless_env, read_video, send_wm_delete  # noqa: F401 (dream: a fixture)
 
 
@@ -51,19 +51,13 @@ def test_render_model_headless_writes_side_by_side_video(dream, tmp_path):
     assert frames[:, 40:, :256].std() > 10  # a real track, not an empty picture
 
 
-def test_render_model_window_opens_and_closes_cleanly(dream, xvfb):
-    proc = subprocess.Popen([PYTHON, "render_model.py", dream.ctrl, "2", "--renderer", "exact",
-                             "--vae", dream.vae_path, "--rnn", dream.rnn_path],
-                            cwd=ROOT, env=dict(xvfb, OMP_NUM_THREADS="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wid = wait_for_window(xvfb, "VAE reconstruction", proc)
-        time.sleep(1)
-        send_wm_delete(xvfb["DISPLAY"], wid)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def test_render_model_window_opens_and_closes_cleanly(dream, window_app):
+    wid = window_app.start(["render_model.py", dream.ctrl, "2", "--renderer", "exact", "--vae", dream.vae_path,
+                            "--rnn", dream.rnn_path], "VAE reconstruction", {"OMP_NUM_THREADS": "1"})
+    time.sleep(1)
+    send_wm_delete(window_app.env["DISPLAY"], wid)
+    stdout, stderr = window_app.communicate()
+    proc = window_app.proc
     assert proc.returncode == 0, stderr
     assert "total reward" in stdout and "video:" not in stdout
     steps = int(stdout.split("timesteps")[1].split()[0])
