@@ -70,8 +70,8 @@ class WindowApp:
         """Run `args` (after python) and return the X id of its window titled `name`.
 
         Twice in full CI runs (never alone, in dozens of reruns) a program drew its frames for 60 s
-        while xdotool saw no window of it on the display; the program and the display are then
-        started once more, and the message of a second miss says what was seen.
+        while xdotool saw no window of it (the one window listed is there on a bare Xvfb too); the
+        program and the display are then started once more, and a second miss says what was seen.
         """
         for attempt in (1, 2):
             self.stop()
@@ -113,15 +113,15 @@ def focus_and_key(env, wid, key):
     xdotool(env, "key", key)
 
 
-def wait_for_window(env, name, proc=None, timeout=60):
-    """Window id of the first window whose title contains `name`, waiting for it to appear.
+def wait_for_window(env, name, proc, timeout=60):
+    """Window id of the first window of program `proc` whose title contains `name`, waiting for it.
 
     `xdotool search --name` misses SDL's UTF-8 titles, so every window's name is read instead.
-    Given the program `proc` that should open it, fails at once with its output if it exits first.
+    Fails at once with the program's output if it exits first.
     """
-    deadline = time.time() + timeout
+    started = time.time()
     titles, search = [], None
-    while time.time() < deadline:
+    while time.time() < started + timeout:
         search = xdotool(env, "search", "--classname", "", check=False)
         ids = search.stdout.split()
         titles = [xdotool(env, "getwindowname", wid, check=False).stdout.strip() for wid in ids]
@@ -131,26 +131,24 @@ def wait_for_window(env, name, proc=None, timeout=60):
         by_name = xdotool(env, "search", "--name", name, check=False).stdout.split()  # ASCII titles
         if by_name:
             return by_name[0]
-        # a visible window of the program itself whose title xdotool cannot read (seen once)
-        mine = [] if proc is None else xdotool(env, "search", "--onlyvisible", "--pid", str(proc.pid),
-                                               check=False).stdout.split()
-        if mine and time.time() > deadline - timeout + 10:
-            return mine[0]
-        if proc is not None and proc.poll() is not None:
+        if time.time() > started + 10:  # the program's own visible window, should its title stay unreadable
+            mine = xdotool(env, "search", "--onlyvisible", "--pid", str(proc.pid), check=False).stdout.split()
+            if mine:
+                return mine[0]
+        if proc.poll() is not None:
             break
         time.sleep(0.2)
-    output, why = "", f"within {timeout}s"
-    if proc is not None:
-        if proc.poll() is None:
-            proc.kill()
-        else:
-            why = "before the program exited"
-        out, err = proc.communicate(timeout=30)
-        output = f"\nprogram exit code {proc.returncode}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
+    why = f"within {timeout}s"
+    if proc.poll() is None:
+        proc.kill()
+    else:
+        why = "before the program exited"
+    out, err = proc.communicate(timeout=30)
     searched = "" if search is None else (f"\nlast `xdotool search`: exit code {search.returncode}, "
                                           f"{len(search.stdout.split())} windows, stderr {search.stderr[-500:]!r}")
     raise AssertionError(f"no window named {name!r} appeared on {env['DISPLAY']} {why} "
-                         f"(windows there: {[t for t in titles if t]}){searched}{output}")
+                         f"(windows there: {[t for t in titles if t]}){searched}\nprogram exit code "
+                         f"{proc.returncode}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}")
 
 
 @pytest.fixture(scope="session")
