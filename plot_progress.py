@@ -24,7 +24,9 @@ DEFAULT_BASE = os.path.join("log", "carracing.cma.16.64")
 # iterative training (V and M retrained on driving data; C re-learns from the mean it had)
 SHIPPED_RUNS = [os.path.join("log", "agent1", "carracing.cma.16.64"),
                 os.path.join("log", "round1", "carracing.cma.4.32"),
-                os.path.join("log", "round1", "carracing.cma.2.64")]
+                os.path.join("log", "round1", "carracing.cma.2.64"),
+                os.path.join("log", "round2", "carracing.cma.2.64"),
+                os.path.join("log", "round3", "carracing.cma.2.64")]
 TARGET = 900  # "solved": an average of 900 over 100 consecutive episodes
 
 
@@ -121,7 +123,8 @@ def summary(base=None, hist=None, evals=None):
     """One line: the run, its last generation, time and best evaluation."""
     if hist is None:
         hist, evals = load_progress(base)
-    names = " + ".join(os.path.basename(b) for b in as_bases(base))
+    bases = as_bases(base)
+    names = " + ".join(os.path.basename(b) for b in bases) if len(bases) <= 2 else f"{len(bases)} runs"  # fits the figure
     text = (f"{names}: {int(hist[-1, 0])} generations in {hist[-1, 1] / 3600.0:.1f} h, "
             f"last mean {hist[-1, 2]:.1f}")
     if len(evals):
