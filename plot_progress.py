@@ -124,7 +124,8 @@ def summary(base=None, hist=None, evals=None):
     if hist is None:
         hist, evals = load_progress(base)
     bases = as_bases(base)
-    names = " + ".join(os.path.basename(b) for b in bases) if len(bases) <= 2 else f"{len(bases)} runs"  # fits the figure
+    # more than two names overflow the figure's title
+    names = " + ".join(os.path.basename(b) for b in bases) if len(bases) <= 2 else f"{len(bases)} runs"
     text = (f"{names}: {int(hist[-1, 0])} generations in {hist[-1, 1] / 3600.0:.1f} h, "
             f"last mean {hist[-1, 2]:.1f}")
     if len(evals):

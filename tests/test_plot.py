@@ -75,6 +75,7 @@ def test_runs_that_continued_one_another_are_joined(synthetic_log, tmp_path):
     assert plot_progress.handovers(synthetic_log) == []
     assert "carracing.cma.16.64 + carracing.cma.16.64: 60 generations" in plot_progress.summary(
         [synthetic_log, synthetic_log])
+    assert plot_progress.summary([synthetic_log] * 3).startswith("3 runs: 90 generations")
     # a run that resumed a copied checkpoint counts on from where the first stopped: no shift
     later = str(tmp_path / "later")
     with open(synthetic_log + ".hist.json") as f:
