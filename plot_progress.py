@@ -26,7 +26,8 @@ SHIPPED_RUNS = [os.path.join("log", "agent1", "carracing.cma.16.64"),
                 os.path.join("log", "round1", "carracing.cma.4.32"),
                 os.path.join("log", "round1", "carracing.cma.2.64"),
                 os.path.join("log", "round2", "carracing.cma.2.64"),
-                os.path.join("log", "round3", "carracing.cma.2.64")]
+                os.path.join("log", "round3", "carracing.cma.2.64"),
+                os.path.join("log", "hard", "carracing.cma.8.32")]
 TARGET = 900  # "solved": an average of 900 over 100 consecutive episodes
 
 

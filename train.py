@@ -12,7 +12,9 @@ Two opt-in savings of training rollouts (evaluations always run in full; `python
 benchmark.savings` prices both on a run's checkpoint): --stall_frames ends an episode that has
 stopped reaching new tiles, charging the frames left; --screen_episodes K drives every candidate
 on its first K tracks and only the better half on the rest (the logs' fitness of a candidate
-is then the mean of the episodes it drove).
+is then the mean of the episodes it drove). --hard_episodes K takes the last K tracks of every
+fitness from a pool of training tracks an agent scored badly on (--hard_tracks), so that rare
+failures (a spin in a sharp bend) weigh more in the ranking than their ~1 in 20 share of tracks.
 
 Reads vae/vae.json and rnn/rnn.json (--vae/--rnn); with --retrain, log/<base>.json.
 Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num_episode>.<population>:
@@ -114,15 +116,19 @@ def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed
     raise UserError(f"unknown optimizer {name!r}: use cma, ses, pepg, ga or oes")
 
 
-def generation_seeds(rng, popsize, num_episode, antithetic, common=False):
+def generation_seeds(rng, popsize, num_episode, antithetic, common=False, pool=(), hard=0):
     """Per candidate, the tracks of its episodes; with antithetic, pairs share them; with
-    common, every candidate drives the same tracks."""
+    common, every candidate drives the same tracks. hard = K > 0: the last K of each candidate's
+    tracks are drawn from `pool` instead (distinct, shared in the same way)."""
     base = rng.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH, size=popsize)
-    if common:
-        base[:] = base[0]
-    elif antithetic:
-        base[1::2] = base[0:popsize - popsize % 2:2]
-    return [[int(b) + j for j in range(num_episode)] for b in base]
+    picks = np.array([rng.choice(pool, size=hard, replace=False) for _ in range(popsize)]) if hard else None
+    for a in (base, picks) if hard else (base,):
+        if common:
+            a[:] = a[0]
+        elif antithetic:
+            a[1:popsize - popsize % 2:2] = a[0:popsize - popsize % 2:2]
+    seeds = [[int(b) + j for j in range(num_episode - hard)] for b in base]
+    return [s + [int(p) for p in picks[i]] for i, s in enumerate(seeds)] if hard else seeds
 
 
 def better_half(scores):
@@ -141,14 +147,14 @@ def screened_ranking(fitness, screened, top):
 
 
 def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False,
-                   stall=0, screen=0):
+                   stall=0, screen=0, pool=(), hard=0):
     """ask -> evaluate everywhere -> tell. Returns (fitness, steps, episodes run); fitness and
     steps are each candidate's means over the episodes it drove.
 
     screen = K > 0: every candidate drives its first K tracks, then only the better half (by
     those) drives the other num_episode - K."""
     solutions = optimizer.ask()
-    seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common)
+    seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common, pool, hard)
     k = screen or num_episode
     results = run_tasks(executor, evaluate, [(s, sd[:k], max_len, *models, stall) for s, sd in zip(solutions, seeds)])
     returns, steps = [list(r) for r, _ in results], [list(t) for _, t in results]
@@ -255,7 +261,8 @@ def train(args, executor):
             max_len = cap if max_len <= 0 else min(max_len, cap)
         fitness, steps, episodes = run_generation(st["es"], executor, st["rng"], args.num_episode,
                                                   bool(args.antithetic), max_len, models, bool(args.common_tracks),
-                                                  args.stall_frames, args.screen_episodes)
+                                                  args.stall_frames, args.screen_episodes, args.hard_pool,
+                                                  args.hard_episodes)
         seconds = int(time.time() - t_start)
         rms = st["es"].rms_stdev()
         row = [gen, seconds, round(float(fitness.mean()), 4), round(float(fitness.min()), 4),
@@ -285,6 +292,32 @@ def train(args, executor):
     print(f"done: {st['generation']} generations, logs in {prefix}.*", flush=True)
 
 
+def hard_pool(args):
+    """The sorted seeds of --hard_tracks scored below --hard_below (() when --hard_episodes is 0)."""
+    if not args.hard_episodes:
+        if args.hard_tracks:
+            raise UserError(f"--hard_tracks {args.hard_tracks} needs --hard_episodes K (1..{args.num_episode})")
+        return ()
+    if not 0 < args.hard_episodes <= args.num_episode:
+        raise UserError(f"--hard_episodes {args.hard_episodes}: must be 0 (off) or 1..{args.num_episode}")
+    if not args.hard_tracks:
+        raise UserError("--hard_episodes needs --hard_tracks FILE (the output of `python model.py norender "
+                        f"CONTROLLER {2 * TRAIN_SEED_LOW} --episodes 500 | tee FILE`)")
+    from compare_scores import read_scores
+
+    scores = read_scores(args.hard_tracks)
+    low = [s for s in scores if s < TRAIN_SEED_LOW]
+    if low:
+        raise UserError(f"--hard_tracks {args.hard_tracks} has seed {min(low)}: training tracks are seeds >= "
+                        f"{TRAIN_SEED_LOW} (below are evaluation, validation 20000+ and test 10000+ tracks)")
+    pool = tuple(sorted(s for s, (r, _) in scores.items() if r < args.hard_below))
+    if len(pool) < args.hard_episodes:
+        raise UserError(f"--hard_tracks {args.hard_tracks}: {len(pool)} tracks below --hard_below "
+                        f"{args.hard_below}, fewer than --hard_episodes {args.hard_episodes}; drive more tracks "
+                        "or raise --hard_below")
+    return pool
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, epilog=USAGE_MPI,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,6 +340,13 @@ def parse_args(argv=None):
     p.add_argument("--screen_episodes", type=int, default=0,
                    help="K in 1..num_episode-1: candidates drive their first K tracks, and only the better "
                         "half of them the rest; the other half ranks below it (0: off)")
+    p.add_argument("--hard_tracks", default=None,
+                   help="`model.py norender` output on training tracks (seeds >= 2**20): the tracks it scored "
+                        "below --hard_below form a pool of hard tracks (see --hard_episodes)")
+    p.add_argument("--hard_below", type=float, default=800.0, help="score under which a track is hard")
+    p.add_argument("--hard_episodes", type=int, default=0,
+                   help="K in 1..num_episode: the last K tracks of each fitness come from the hard pool (rare "
+                        "failures weigh more; the logged fitness is then not a mean over random tracks)")
     p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
                    help="1: cap training episodes at twice the last generation's mean length")
     p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")
@@ -338,6 +378,7 @@ def parse_args(argv=None):
     if args.screen_episodes and not 0 < args.screen_episodes < args.num_episode:
         raise UserError(f"--screen_episodes {args.screen_episodes}: must be 0 (off) or 1..{args.num_episode - 1} "
                         f"(below --num_episode)")
+    args.hard_pool = hard_pool(args)
     if args.num_worker * args.num_worker_trial < 2:
         raise UserError("-n x -t (the population) must be at least 2: an evolution strategy ranks candidates")
     if args.processes is not None and args.processes < 1:

@@ -107,6 +107,10 @@ def test_extract_removes_only_its_own_stale_temps(tmp_path):
     (["--stall_frames", "-2"], "--stall_frames -2"),
     (["--screen_episodes", "4", "--num_episode", "4"], "--screen_episodes 4"),
     (["--screen_episodes", "1", "--num_episode", "1"], "nothing to screen"),
+    (["--hard_episodes", "1"], "--hard_episodes needs --hard_tracks"),
+    (["--hard_episodes", "5", "--num_episode", "4"], "--hard_episodes 5"),
+    (["--hard_tracks", "x.txt"], "needs --hard_episodes"),
+    (["--hard_episodes", "1", "--hard_tracks", "no/such.txt"], "cannot read no/such.txt"),
 ])
 def test_train_py_flags_are_checked_before_work(random_models, flags, message):
     import train

@@ -200,6 +200,44 @@ def test_generation_tracks_independent_antithetic_or_common():
     assert common == [alone[0]] * 6  # the same draws: switching the flag keeps the run's RNG stream
 
 
+def test_hard_tracks_fill_the_last_episodes_from_the_pool_shared_like_the_rest():
+    import train
+
+    pool = tuple(range(2 ** 21, 2 ** 21 + 5))
+
+    def seeds(**kw):
+        return train.generation_seeds(np.random.default_rng(3), 6, 4, pool=pool, hard=2, **kw)
+
+    alone, pairs, common = seeds(antithetic=False), seeds(antithetic=True), seeds(antithetic=True, common=True)
+    for s in alone + pairs + common:
+        assert s[1] == s[0] + 1 and s[0] >= train.TRAIN_SEED_LOW  # two random tracks, as without the pool
+        assert set(s[2:]) <= set(pool) and s[2] != s[3]
+    plain = train.generation_seeds(np.random.default_rng(3), 6, 4, False)
+    assert [s[:2] for s in alone] == [s[:2] for s in plain]  # the pool draws come after the random ones
+    assert len({tuple(s[2:]) for s in alone}) > 1
+    assert pairs[0::2] == pairs[1::2] and common == [common[0]] * 6
+
+
+def test_hard_pool_is_the_training_tracks_scored_below_the_line(random_models, tmp_path):
+    import train
+
+    vae, rnn = random_models
+    scores = tmp_path / "pool.txt"
+    scores.write_text("model size 867\n" + "".join(f"seed {2 ** 21 + i} reward {r} steps 1000\n"
+                                                  for i, r in enumerate([912.0, 640.5, 799.9, 800.0, 310.2])))
+    args = train.parse_args(["--vae", vae, "--rnn", rnn, "--num_episode", "4", "--hard_episodes", "2",
+                             "--hard_tracks", str(scores)])
+    assert args.hard_pool == (2 ** 21 + 1, 2 ** 21 + 2, 2 ** 21 + 4)
+    from common import UserError
+
+    with pytest.raises(UserError, match="3 tracks below --hard_below 800.0, fewer than --hard_episodes 4"):
+        train.parse_args(["--vae", vae, "--rnn", rnn, "--num_episode", "4", "--hard_episodes", "4",
+                          "--hard_tracks", str(scores)])
+    scores.write_text("seed 20005 reward 500.0 steps 1000\n")  # a validation track
+    with pytest.raises(UserError, match="has seed 20005: training tracks are seeds >= 1048576"):
+        train.parse_args(["--vae", vae, "--rnn", rnn, "--hard_episodes", "1", "--hard_tracks", str(scores)])
+
+
 def test_killing_the_master_leaves_no_process_of_the_run(random_models, tmp_path):
     import psutil
 
