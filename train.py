@@ -295,17 +295,23 @@ def train(args, executor):
 def hard_pool(args):
     """The sorted seeds of --hard_tracks scored below --hard_below (() when --hard_episodes is 0)."""
     if not args.hard_episodes:
-        if args.hard_tracks:
-            raise UserError(f"--hard_tracks {args.hard_tracks} needs --hard_episodes K (1..{args.num_episode})")
+        if args.hard_tracks or args.hard_below != 800.0:
+            raise UserError(f"--hard_tracks/--hard_below need --hard_episodes K (1..{args.num_episode})")
         return ()
     if not 0 < args.hard_episodes <= args.num_episode:
         raise UserError(f"--hard_episodes {args.hard_episodes}: must be 0 (off) or 1..{args.num_episode}")
     if not args.hard_tracks:
         raise UserError("--hard_episodes needs --hard_tracks FILE (the output of `python model.py norender "
                         f"CONTROLLER {2 * TRAIN_SEED_LOW} --episodes 500 | tee FILE`)")
+    if args.screen_episodes:
+        raise UserError("--hard_episodes and --screen_episodes exclude each other (the hard tracks come last, "
+                        "so only the screened-in half would drive them): drop one")
     from compare_scores import read_scores
 
-    scores = read_scores(args.hard_tracks)
+    try:
+        scores = read_scores(args.hard_tracks)
+    except UserError as e:
+        raise UserError(f"--hard_tracks: {e} (drive training tracks, seeds >= {TRAIN_SEED_LOW})") from None
     low = [s for s in scores if s < TRAIN_SEED_LOW]
     if low:
         raise UserError(f"--hard_tracks {args.hard_tracks} has seed {min(low)}: training tracks are seeds >= "
@@ -346,7 +352,8 @@ def parse_args(argv=None):
     p.add_argument("--hard_below", type=float, default=800.0, help="score under which a track is hard")
     p.add_argument("--hard_episodes", type=int, default=0,
                    help="K in 1..num_episode: the last K tracks of each fitness come from the hard pool (rare "
-                        "failures weigh more; the logged fitness is then not a mean over random tracks)")
+                        "failures weigh more; the logged fitness is then not a mean over random tracks). "
+                        "The checkpoint does not keep the track flags: repeat them with --resume")
     p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
                    help="1: cap training episodes at twice the last generation's mean length")
     p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")

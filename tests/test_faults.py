@@ -109,8 +109,9 @@ def test_extract_removes_only_its_own_stale_temps(tmp_path):
     (["--screen_episodes", "1", "--num_episode", "1"], "nothing to screen"),
     (["--hard_episodes", "1"], "--hard_episodes needs --hard_tracks"),
     (["--hard_episodes", "5", "--num_episode", "4"], "--hard_episodes 5"),
-    (["--hard_tracks", "x.txt"], "needs --hard_episodes"),
-    (["--hard_episodes", "1", "--hard_tracks", "no/such.txt"], "cannot read no/such.txt"),
+    (["--hard_tracks", "x.txt"], "need --hard_episodes"), (["--hard_below", "700"], "need --hard_episodes"),
+    (["--hard_episodes", "1", "--hard_tracks", "no/such.txt"], "--hard_tracks: cannot read no/such.txt"),
+    (["--hard_episodes", "1", "--hard_tracks", "x.txt", "--screen_episodes", "1"], "exclude each other"),
 ])
 def test_train_py_flags_are_checked_before_work(random_models, flags, message):
     import train

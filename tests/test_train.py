@@ -214,8 +214,44 @@ def test_hard_tracks_fill_the_last_episodes_from_the_pool_shared_like_the_rest()
         assert set(s[2:]) <= set(pool) and s[2] != s[3]
     plain = train.generation_seeds(np.random.default_rng(3), 6, 4, False)
     assert [s[:2] for s in alone] == [s[:2] for s in plain]  # the pool draws come after the random ones
-    assert len({tuple(s[2:]) for s in alone}) > 1
+    assert alone[0][2:] != alone[1][2:] and len({tuple(s[2:]) for s in alone}) > 3
     assert pairs[0::2] == pairs[1::2] and common == [common[0]] * 6
+    odd = train.generation_seeds(np.random.default_rng(3), 5, 4, True, pool=pool, hard=2)
+    assert odd[0] == odd[1] and odd[2] == odd[3] and odd[4] not in odd[:4]  # the odd one out drives its own
+
+
+def test_a_generation_drives_the_hard_tracks(monkeypatch):
+    import train
+    from workers import InlineExecutor
+
+    class Zeros:
+        def ask(self):
+            return np.zeros((4, 867))
+
+        def tell(self, ranking):
+            pass
+
+    driven = []
+
+    def fake_evaluate(params, seeds, *rest):
+        driven.append(list(seeds))
+        return [0.0] * len(seeds), [1] * len(seeds)
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    pool = (2 ** 21 + 7, 2 ** 21 + 9, 2 ** 21 + 11)
+    _, _, episodes = train.run_generation(Zeros(), InlineExecutor(), np.random.default_rng(0), 3, False, 20,
+                                          ("v", "r", "turbo", "numpy"), True, 0, 0, pool, 2)
+    assert episodes == 12 and len(driven) == 4
+    assert all(s[0] >= train.TRAIN_SEED_LOW and s[0] not in pool and set(s[1:]) <= set(pool) for s in driven)
+
+
+def test_hard_tracks_run_writes_original_logs(random_models, tmp_path):
+    pool = tmp_path / "pool.txt"
+    pool.write_text("".join(f"seed {2 ** 21 + i} reward {500 + i} steps 1000\n" for i in range(3)))
+    p, _ = run([PYTHON, TRAIN, *tiny_args(random_models, tmp_path, "--processes", "1", "--hard_episodes", "1",
+                                          "--hard_tracks", str(pool))])
+    assert p.returncode == 0, p.stdout + p.stderr
+    check_logs(tmp_path)
 
 
 def test_hard_pool_is_the_training_tracks_scored_below_the_line(random_models, tmp_path):
