@@ -63,6 +63,7 @@ Tiny run: python train.py -n 4 --num_episode 2 --max_len 50 --generations 2 --ev
 
 TRAIN_SEED_LOW = 2 ** 20  # evaluation uses seeds 0..num_eval_episode-1, training seeds above
 TRAIN_SEED_HIGH = 2 ** 31 - 2 ** 16
+HARD_BELOW = 800.0  # --hard_below's default: a track scored under it is in the hard pool
 
 
 # --- worker side -----------------------------------------------------------------------------
@@ -121,14 +122,15 @@ def generation_seeds(rng, popsize, num_episode, antithetic, common=False, pool=(
     common, every candidate drives the same tracks. hard = K > 0: the last K of each candidate's
     tracks are drawn from `pool` instead (distinct, shared in the same way)."""
     base = rng.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH, size=popsize)
-    picks = np.array([rng.choice(pool, size=hard, replace=False) for _ in range(popsize)]) if hard else None
-    for a in (base, picks) if hard else (base,):
+    picks = np.zeros((popsize, 0), dtype=np.int64)  # no draw without a pool: the RNG stream stays as it was
+    if hard:
+        picks = np.array([rng.choice(pool, size=hard, replace=False) for _ in range(popsize)])
+    for a in (base, picks):
         if common:
             a[:] = a[0]
         elif antithetic:
             a[1:popsize - popsize % 2:2] = a[0:popsize - popsize % 2:2]
-    seeds = [[int(b) + j for j in range(num_episode - hard)] for b in base]
-    return [s + [int(p) for p in picks[i]] for i, s in enumerate(seeds)] if hard else seeds
+    return [[int(b) + j for j in range(num_episode - hard)] + [int(p) for p in ps] for b, ps in zip(base, picks)]
 
 
 def better_half(scores):
@@ -295,7 +297,7 @@ def train(args, executor):
 def hard_pool(args):
     """The sorted seeds of --hard_tracks scored below --hard_below (() when --hard_episodes is 0)."""
     if not args.hard_episodes:
-        if args.hard_tracks or args.hard_below != 800.0:
+        if args.hard_tracks or args.hard_below != HARD_BELOW:
             raise UserError(f"--hard_tracks/--hard_below need --hard_episodes K (1..{args.num_episode})")
         return ()
     if not 0 < args.hard_episodes <= args.num_episode:
@@ -349,7 +351,7 @@ def parse_args(argv=None):
     p.add_argument("--hard_tracks", default=None,
                    help="`model.py norender` output on training tracks (seeds >= 2**20): the tracks it scored "
                         "below --hard_below form a pool of hard tracks (see --hard_episodes)")
-    p.add_argument("--hard_below", type=float, default=800.0, help="score under which a track is hard")
+    p.add_argument("--hard_below", type=float, default=HARD_BELOW, help="score under which a track is hard")
     p.add_argument("--hard_episodes", type=int, default=0,
                    help="K in 1..num_episode: the last K tracks of each fitness come from the hard pool (rare "
                         "failures weigh more; the logged fitness is then not a mean over random tracks). "
