@@ -5,7 +5,7 @@ Scripts take their defaults from here and let command-line flags override them. 
 are fixed by the models' shapes rather than free to change: FRAME_SIZE (V's layers turn 64x64
 into 2x2 and back; vae/vae.py refuses anything else) and Z_SIZE/RNN_SIZE/ACTION_SIZE, which
 every weight file's shapes depend on. The optimisers' own settings (es.py's elite ratios,
-learning rates of OpenES/PEPG, ...) are the original's and live in train.make_es.
+learning rates of OpenES/PEPG, ...) are the original's and live in es.make_es.
 """
 import os
 

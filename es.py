@@ -6,7 +6,8 @@
         es.tell(rewards)                     # one fitness per solution, HIGHER IS BETTER
         best_param, best_reward, curr_reward, sigma = es.result()
 
-Every optimiser also has current_param() (the mean, or the best elite for SimpleGA),
+make_es(name, ...) builds the one train.py's -o flag names. Every optimiser also has
+current_param() (the mean, or the best elite for SimpleGA),
 best_param(), rms_stdev() (root mean square of the sampling standard deviations) and
 set_mu(mu) (move the mean, e.g. to retrain from saved parameters).
 
@@ -370,3 +371,27 @@ class PEPG(_MeanSearch):
 
     def result(self):
         return self.best_mu.copy(), self.best_reward, self.curr_best_reward, self.sigma.copy()
+
+
+def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed):
+    """The optimiser train.py's -o NAME picks, with the original's settings for it."""
+    if name == "cma":
+        return CMAES(num_params, sigma_init=sigma_init, popsize=popsize, seed=seed)
+    if name == "ses":
+        return PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
+                           sigma_limit=0.02, elite_ratio=0.1, weight_decay=0.005, popsize=popsize,
+                           average_baseline=False, seed=seed)
+    if name == "pepg":
+        return PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
+                           sigma_limit=0.02, learning_rate=0.01, learning_rate_decay=1.0,
+                           learning_rate_limit=0.01, weight_decay=0.005, popsize=popsize,
+                           average_baseline=popsize % 2 == 0, seed=seed)
+    if name == "ga":
+        return SimpleGA(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
+                               elite_ratio=0.1, weight_decay=0.005, popsize=popsize, seed=seed)
+    if name == "oes":
+        return OpenES(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
+                             learning_rate=0.01, learning_rate_decay=1.0, learning_rate_limit=0.01,
+                             antithetic=antithetic and popsize % 2 == 0, weight_decay=0.005,
+                             popsize=popsize, seed=seed)
+    raise ValueError(f"unknown optimizer {name!r}: use cma, ses, pepg, ga or oes")

@@ -15,6 +15,7 @@ on its first K tracks and only the better half on the rest (the logs' fitness of
 is then the mean of the episodes it drove). --hard_episodes K takes the last K tracks of every
 fitness from a pool of training tracks an agent scored badly on (--hard_tracks), so that rare
 failures (a spin in a sharp bend) weigh more in the ranking than their ~1 in 20 share of tracks.
+Which tracks a candidate drives, and the screened ranking, are in fitness.py.
 
 Reads vae/vae.json and rnn/rnn.json (--vae/--rnn); with --retrain, log/<base>.json.
 Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num_episode>.<population>:
@@ -26,7 +27,8 @@ Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num
                               "best", x]  (improvement and prev are null at the first)
   <base>.log.json       [[generation, eval_reward, params], ...]          every evaluation
   <base>.best.json      [params (4 decimals), reward] of the best evaluated mean
-  <base>.ckpt.pkl       full checkpoint (optimiser, RNGs, history); --resume continues it
+  <base>.ckpt.pkl       full checkpoint (optimiser, RNGs, history, and the run's track, episode
+                        and model flags); --resume continues it with those flags unless given again
   tb/<base>/            TensorBoard scalars (written without TensorFlow)
 All files are replaced atomically, so a killed run never leaves half a file.
 
@@ -51,6 +53,13 @@ import traceback
 import numpy as np
 
 import es as es_lib
+from fitness import HARD_BELOW, better_half, generation_seeds, hard_pool, screened_ranking
+
+# The flags that define what a run trains on: its checkpoint keeps them, and --resume takes those
+# not given again on its command line (a run resumed without them would change its fitness silently).
+RUN_FLAGS = ("antithetic", "common_tracks", "stall_frames", "screen_episodes", "hard_tracks", "hard_below",
+             "hard_episodes", "cap_time", "max_len", "renderer", "encoder", "eval_steps", "num_eval_episode",
+             "vae", "rnn")
 from workers import WorkerError, abort_workers, open_executor, run_tasks, under_mpi
 from common import (ScalarWriter, UserError, atomic_write_bytes, atomic_write_json, claim_outputs, main_guard,
                     read_json)
@@ -60,11 +69,6 @@ USAGE_MPI = """MPI (one master rank + N-1 worker ranks):
   .venv/bin/mpiexec -n 65 .venv/bin/python train.py --mpi [flags]
 Without MPI: python train.py --processes N [flags].
 Tiny run: python train.py -n 4 --num_episode 2 --max_len 50 --generations 2 --eval_steps 1 --num_eval_episode 2"""
-
-TRAIN_SEED_LOW = 2 ** 20  # evaluation uses seeds 0..num_eval_episode-1, training seeds above
-TRAIN_SEED_HIGH = 2 ** 31 - 2 ** 16
-HARD_BELOW = 800.0  # --hard_below's default: a track scored under it is in the hard pool
-
 
 # --- worker side -----------------------------------------------------------------------------
 
@@ -92,61 +96,6 @@ def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None,
 
 
 # --- training ---------------------------------------------------------------------------------
-
-def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed):
-    """The optimisers with the original's settings for each -o choice."""
-    if name == "cma":
-        return es_lib.CMAES(num_params, sigma_init=sigma_init, popsize=popsize, seed=seed)
-    if name == "ses":
-        return es_lib.PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
-                           sigma_limit=0.02, elite_ratio=0.1, weight_decay=0.005, popsize=popsize,
-                           average_baseline=False, seed=seed)
-    if name == "pepg":
-        return es_lib.PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
-                           sigma_limit=0.02, learning_rate=0.01, learning_rate_decay=1.0,
-                           learning_rate_limit=0.01, weight_decay=0.005, popsize=popsize,
-                           average_baseline=popsize % 2 == 0, seed=seed)
-    if name == "ga":
-        return es_lib.SimpleGA(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
-                               elite_ratio=0.1, weight_decay=0.005, popsize=popsize, seed=seed)
-    if name == "oes":
-        return es_lib.OpenES(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
-                             learning_rate=0.01, learning_rate_decay=1.0, learning_rate_limit=0.01,
-                             antithetic=antithetic and popsize % 2 == 0, weight_decay=0.005,
-                             popsize=popsize, seed=seed)
-    raise UserError(f"unknown optimizer {name!r}: use cma, ses, pepg, ga or oes")
-
-
-def generation_seeds(rng, popsize, num_episode, antithetic, common=False, pool=(), hard=0):
-    """Per candidate, the tracks of its episodes; with antithetic, pairs share them; with
-    common, every candidate drives the same tracks. hard = K > 0: the last K of each candidate's
-    tracks are drawn from `pool` instead (distinct, shared in the same way)."""
-    base = rng.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH, size=popsize)
-    picks = np.zeros((popsize, 0), dtype=np.int64)  # no draw without a pool: the RNG stream stays as it was
-    if hard:
-        picks = np.array([rng.choice(pool, size=hard, replace=False) for _ in range(popsize)])
-    for a in (base, picks):
-        if common:
-            a[:] = a[0]
-        elif antithetic:
-            a[1:popsize - popsize % 2:2] = a[0:popsize - popsize % 2:2]
-    return [[int(b) + j for j in range(num_episode - hard)] + [int(p) for p in ps] for b, ps in zip(base, picks)]
-
-
-def better_half(scores):
-    """Indices of the better half of a population by `scores`, best first (ties: lower index)."""
-    return np.argsort(-np.asarray(scores), kind="stable")[:len(scores) // 2]
-
-
-def screened_ranking(fitness, screened, top):
-    """What the optimiser is told under --screen_episodes: the better half (`top`) keeps its
-    full mean; the rest rank below all of it, in the order of their screening means."""
-    ranking = np.asarray(fitness, dtype=np.float64).copy()
-    rest = np.setdiff1d(np.arange(len(ranking)), top)
-    if len(rest):  # 1 below, so CMA-ES's small weight decay cannot reorder the halves
-        ranking[rest] = ranking[top].min() - 1.0 - (screened[rest].max() - screened[rest])
-    return ranking
-
 
 def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False,
                    stall=0, screen=0, pool=(), hard=0):
@@ -214,13 +163,19 @@ def read_checkpoint(path, fix):
         raise UserError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): {fix}")
 
 
-def train(args, executor):
-    popsize = args.num_worker * args.num_worker_trial
-    base = f"{config.ENV_NAME}.{args.optimizer}.{args.num_episode}.{popsize}"
+def run_files(args):
+    """(base, prefix, paths) of the run these flags name: <log_dir>/<base>.* ."""
+    base = f"{config.ENV_NAME}.{args.optimizer}.{args.num_episode}.{args.num_worker * args.num_worker_trial}"
     prefix = os.path.join(args.log_dir, base)
     paths = {k: f"{prefix}.{ext}" for k, ext in
              (("json", "json"), ("hist", "hist.json"), ("hist_best", "hist_best.json"),
               ("log", "log.json"), ("best", "best.json"), ("ckpt", "ckpt.pkl"))}
+    return base, prefix, paths
+
+
+def train(args, executor):
+    popsize = args.num_worker * args.num_worker_trial
+    base, prefix, paths = run_files(args)
     models = (os.path.abspath(args.vae), os.path.abspath(args.rnn), args.renderer, args.encoder)
     if (args.encoder or config.ENCODER) == "int8":  # converted here once, before the workers all look for it
         from vae.int8 import prepare
@@ -238,7 +193,7 @@ def train(args, executor):
                             f"{prefix}.* (or use another --log-dir) to start over")
         if args.resume:
             print(f"--resume: no checkpoint {paths['ckpt']}, starting a new run", flush=True)
-        optimizer = make_es(args.optimizer, config.CONTROLLER_PARAMS, popsize, args.sigma_init,
+        optimizer = es_lib.make_es(args.optimizer, config.CONTROLLER_PARAMS, popsize, args.sigma_init,
                             args.sigma_decay, bool(args.antithetic), seed=args.seed_start)
         if args.retrain:
             mu = np.asarray(read_json(paths["json"], "--retrain file")[0], dtype=np.float64)
@@ -249,6 +204,7 @@ def train(args, executor):
         st = {"es": optimizer, "rng": np.random.default_rng(args.seed_start), "generation": 0,
               "history": [], "hist_best": [], "eval_log": [], "best_params": None,
               "best_reward": None, "elapsed": 0.0, "mean_steps": None}
+    st["flags"] = {k: getattr(args, k) for k in RUN_FLAGS}  # what the next --resume restores
 
     tb = ScalarWriter(os.path.join(args.log_dir, "tb", base))
     print(f"{base}: population {popsize}, {args.num_episode} episodes each, "
@@ -294,36 +250,32 @@ def train(args, executor):
     print(f"done: {st['generation']} generations, logs in {prefix}.*", flush=True)
 
 
-def hard_pool(args):
-    """The sorted seeds of --hard_tracks scored below --hard_below (() when --hard_episodes is 0)."""
-    if not args.hard_episodes:
-        if args.hard_tracks or args.hard_below != HARD_BELOW:
-            raise UserError(f"--hard_tracks/--hard_below need --hard_episodes K (1..{args.num_episode})")
-        return ()
-    if not 0 < args.hard_episodes <= args.num_episode:
-        raise UserError(f"--hard_episodes {args.hard_episodes}: must be 0 (off) or 1..{args.num_episode}")
-    if not args.hard_tracks:
-        raise UserError("--hard_episodes needs --hard_tracks FILE (the output of `python model.py norender "
-                        f"CONTROLLER {2 * TRAIN_SEED_LOW} --episodes 500 | tee FILE`)")
-    if args.screen_episodes:
-        raise UserError("--hard_episodes and --screen_episodes exclude each other (the hard tracks come last, "
-                        "so only the screened-in half would drive them): drop one")
-    from compare_scores import read_scores
-
+def given_flags(parser, argv):
+    """The dests of the options written on the command line (the rest are argparse's defaults)."""
+    saved = {a: a.default for a in parser._actions}
     try:
-        scores = read_scores(args.hard_tracks)
-    except UserError as e:
-        raise UserError(f"--hard_tracks: {e} (drive training tracks, seeds >= {TRAIN_SEED_LOW})") from None
-    low = [s for s in scores if s < TRAIN_SEED_LOW]
-    if low:
-        raise UserError(f"--hard_tracks {args.hard_tracks} has seed {min(low)}: training tracks are seeds >= "
-                        f"{TRAIN_SEED_LOW} (below are evaluation, validation 20000+ and test 10000+ tracks)")
-    pool = tuple(sorted(s for s, (r, _) in scores.items() if r < args.hard_below))
-    if len(pool) < args.hard_episodes:
-        raise UserError(f"--hard_tracks {args.hard_tracks}: {len(pool)} tracks below --hard_below "
-                        f"{args.hard_below}, fewer than --hard_episodes {args.hard_episodes}; drive more tracks "
-                        "or raise --hard_below")
-    return pool
+        for a in saved:
+            a.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for a, d in saved.items():
+            a.default = d
+
+
+def restore_run_flags(args, given):
+    """--resume: the RUN_FLAGS the checkpoint holds, unless given again (then the new value wins)."""
+    _, prefix, paths = run_files(args)
+    if not os.path.exists(paths["ckpt"]):
+        return
+    flags = read_checkpoint(paths["ckpt"], f"it is damaged; delete {prefix}.* to start over").get("flags", {})
+    taken = [(k, v) for k, v in flags.items() if k not in given and getattr(args, k) != v]
+    changed = [(k, v) for k, v in flags.items() if k in given and getattr(args, k) != v]
+    for k, v in taken:
+        setattr(args, k, v)
+    if taken:
+        print("resume: the run's flags from its checkpoint: " + " ".join(f"--{k} {v}" for k, v in taken), flush=True)
+    for k, v in changed:
+        print(f"resume: --{k} changed from {v} to {getattr(args, k)} (given on the command line)", flush=True)
 
 
 def parse_args(argv=None):
@@ -354,8 +306,7 @@ def parse_args(argv=None):
     p.add_argument("--hard_below", type=float, default=HARD_BELOW, help="score under which a track is hard")
     p.add_argument("--hard_episodes", type=int, default=0,
                    help="K in 1..num_episode: the last K tracks of each fitness come from the hard pool (rare "
-                        "failures weigh more; the logged fitness is then not a mean over random tracks). "
-                        "The checkpoint does not keep the track flags: repeat them with --resume")
+                        "failures weigh more; the logged fitness is then not a mean over random tracks)")
     p.add_argument("--cap_time", type=int, default=config.ES_CAP_TIME, choices=[0, 1],
                    help="1: cap training episodes at twice the last generation's mean length")
     p.add_argument("--retrain", type=int, default=0, choices=[0, 1], help="1: start the mean from <base>.json")
@@ -363,7 +314,8 @@ def parse_args(argv=None):
     p.add_argument("--sigma_init", type=float, default=config.ES_SIGMA_INIT)
     p.add_argument("--sigma_decay", type=float, default=config.ES_SIGMA_DECAY)
     p.add_argument("--generations", type=int, default=None, help="stop after N generations (default: never)")
-    p.add_argument("--resume", action="store_true", help="continue from <base>.ckpt.pkl")
+    p.add_argument("--resume", action="store_true", help="continue from <base>.ckpt.pkl, with the run's own track, "
+                   "episode and model flags (kept in the checkpoint) unless given again")
     p.add_argument("--max_len", "--max-frames", dest="max_len", type=int, default=-1,
                    help="cap every episode at N frames (-1: 1000); --max-frames as in the other scripts")
     p.add_argument("--renderer", default=None, choices=config.RENDERERS,
@@ -376,6 +328,8 @@ def parse_args(argv=None):
     p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights (vae.json)")
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights (rnn.json)")
     args = p.parse_args(argv)
+    if args.resume:
+        restore_run_flags(args, given_flags(p, argv))
     for name in ("num_worker", "num_worker_trial", "num_episode", "eval_steps", "num_eval_episode"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
@@ -387,7 +341,8 @@ def parse_args(argv=None):
     if args.screen_episodes and not 0 < args.screen_episodes < args.num_episode:
         raise UserError(f"--screen_episodes {args.screen_episodes}: must be 0 (off) or 1..{args.num_episode - 1} "
                         f"(below --num_episode)")
-    args.hard_pool = hard_pool(args)
+    args.hard_pool = hard_pool(args.hard_tracks, args.hard_below, args.hard_episodes, args.num_episode,
+                               args.screen_episodes)
     if args.num_worker * args.num_worker_trial < 2:
         raise UserError("-n x -t (the population) must be at least 2: an evolution strategy ranks candidates")
     if args.processes is not None and args.processes < 1:

@@ -64,13 +64,13 @@ def rule_scores(traces, rule, arg, max_steps=config.MAX_FRAMES):
         out = np.array([[stalled(t, arg, max_steps) for t in c] for c in traces])  # (candidate, episode, 2)
         return out[:, :, 0].mean(1), int(out[:, :, 1].sum())
     if rule == "screen":
-        import train
+        from fitness import better_half, screened_ranking
 
         screened = full[:, :arg].mean(1)
-        top = train.better_half(screened)
+        top = better_half(screened)
         fitness = screened.copy()
         fitness[top] = full[top].mean(1)
-        ranking = train.screened_ranking(fitness, screened, top)
+        ranking = screened_ranking(fitness, screened, top)
         return ranking, int(lengths[:, :arg].sum() + lengths[top, arg:].sum())
     raise ValueError(rule)
 
@@ -78,7 +78,7 @@ def rule_scores(traces, rule, arg, max_steps=config.MAX_FRAMES):
 def analyse(traces, rules, max_steps=config.MAX_FRAMES):
     """traces[p][s][c][e] (population, track set A/B, candidate, episode) -> per rule: gain
     on the other set, and frames driven relative to the full rule."""
-    import train
+    from fitness import better_half
 
     rows = {}
     for rule, arg in rules:
@@ -90,7 +90,7 @@ def analyse(traces, rules, max_steps=config.MAX_FRAMES):
                 frames += f
                 frames_full += sum(len(t) for c in pick_on for t in c)
                 held = np.array([np.mean([t.sum() for t in c]) for c in score_on])
-                top = train.better_half(score)
+                top = better_half(score)
                 gains.append(held[top].mean() - held.mean())
         # the two picks of a population share its episodes: the error is over populations
         per_pop = np.reshape(gains, (len(traces), 2)).mean(1)
@@ -162,6 +162,7 @@ def parse_args(argv=None):
 def collect(args):
     """Drive every candidate of `populations` samples on its two track sets -> traces[p][s][c][e]."""
     import train
+    from fitness import generation_seeds
     from workers import open_executor, run_tasks
 
     st = train.read_checkpoint(args.checkpoint, "give train.py's <base>.ckpt.pkl")
@@ -178,7 +179,7 @@ def collect(args):
             solutions = es.ask()
             sets = []
             for _ in (0, 1):
-                seeds = train.generation_seeds(rng, len(solutions), args.num_episode, False, common=True)
+                seeds = generation_seeds(rng, len(solutions), args.num_episode, False, common=True)
                 sets.append(run_tasks(executor, drive, [(s, sd, args.max_len, *models) for s, sd in zip(solutions, seeds)]))
             out.append(sets)
             save_traces(args, out, st["generation"])  # a long run keeps what it has driven

@@ -38,6 +38,7 @@ def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo",
     """
     sys.path.insert(0, ROOT)
     import config
+    import es as es_lib
     import model
     import train
     import workers as workers_lib
@@ -51,8 +52,8 @@ def generation_seconds(popsize, num_episode, max_len, workers, renderer="turbo",
         with workers_lib.open_executor(False, workers) as executor:
             zeros = np.zeros(config.CONTROLLER_PARAMS)
             workers_lib.run_tasks(executor, train.evaluate, [(zeros, [0], 1, *models)] * workers)  # warm up every worker
-            optimizer = train.make_es("cma", config.CONTROLLER_PARAMS, popsize, config.ES_SIGMA_INIT,
-                                      config.ES_SIGMA_DECAY, True, seed=seed)
+            optimizer = es_lib.make_es("cma", config.CONTROLLER_PARAMS, popsize, config.ES_SIGMA_INIT,
+                                       config.ES_SIGMA_DECAY, True, seed=seed)
             rng = np.random.default_rng(seed)
             t0 = time.perf_counter()
             train.run_generation(optimizer, executor, rng, num_episode, True, max_len, models)

@@ -83,11 +83,11 @@ def test_env_bench_physics_and_observation_fidelity():
 def test_savings_replays_the_rules_on_a_checkpoints_population(random_models, tmp_path):
     import pickle
 
-    import train
     from benchmark import savings
+    from es import make_es
 
     ckpt = tmp_path / "run.ckpt.pkl"
-    es = train.make_es("cma", 867, 6, 0.1, 1.0, False, seed=0)
+    es = make_es("cma", 867, 6, 0.1, 1.0, False, seed=0)
     ckpt.write_bytes(pickle.dumps({"es": es, "generation": 7}))
     vae, rnn = random_models
     out = tmp_path / "s"

@@ -120,7 +120,8 @@ def test_sigkill_then_resume(process_run, random_models, tmp_path):
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     with open(ckpt, "rb") as f:
-        assert pickle.load(f)["generation"] == 1
+        st = pickle.load(f)
+    assert st["generation"] == 1 and st["flags"]["max_len"] == 50 and st["flags"]["renderer"] == RENDERER
 
     again, _ = run(cmd)  # an existing run is never overwritten by accident
     assert again.returncode == 2 and "--resume" in again.stderr
@@ -187,41 +188,9 @@ def test_help_shows_mpi_usage():
     assert p.returncode == 0 and "mpiexec -n" in p.stdout and "mpi4py.futures" in p.stdout
 
 
-def test_generation_tracks_independent_antithetic_or_common():
-    import train  # conftest puts the project root on sys.path
-
-    def seeds(**kw):
-        return train.generation_seeds(np.random.default_rng(3), 6, 2, **kw)
-
-    alone, pairs, common = seeds(antithetic=False), seeds(antithetic=True), seeds(antithetic=True, common=True)
-    assert all(s[1] == s[0] + 1 and s[0] >= train.TRAIN_SEED_LOW for s in alone + pairs + common)
-    assert len({s[0] for s in alone}) == 6
-    assert pairs[0::2] == pairs[1::2] and len({s[0] for s in pairs}) == 3
-    assert common == [alone[0]] * 6  # the same draws: switching the flag keeps the run's RNG stream
-
-
-def test_hard_tracks_fill_the_last_episodes_from_the_pool_shared_like_the_rest():
-    import train
-
-    pool = tuple(range(2 ** 21, 2 ** 21 + 5))
-
-    def seeds(**kw):
-        return train.generation_seeds(np.random.default_rng(3), 6, 4, pool=pool, hard=2, **kw)
-
-    alone, pairs, common = seeds(antithetic=False), seeds(antithetic=True), seeds(antithetic=True, common=True)
-    for s in alone + pairs + common:
-        assert s[1] == s[0] + 1 and s[0] >= train.TRAIN_SEED_LOW  # two random tracks, as without the pool
-        assert set(s[2:]) <= set(pool) and s[2] != s[3]
-    plain = train.generation_seeds(np.random.default_rng(3), 6, 4, False)
-    assert [s[:2] for s in alone] == [s[:2] for s in plain]  # the pool draws come after the random ones
-    assert alone[0][2:] != alone[1][2:] and len({tuple(s[2:]) for s in alone}) > 3
-    assert pairs[0::2] == pairs[1::2] and common == [common[0]] * 6
-    odd = train.generation_seeds(np.random.default_rng(3), 5, 4, True, pool=pool, hard=2)
-    assert odd[0] == odd[1] and odd[2] == odd[3] and odd[4] not in odd[:4]  # the odd one out drives its own
-
-
 def test_a_generation_drives_the_hard_tracks(monkeypatch):
     import train
+    from fitness import TRAIN_SEED_LOW
     from workers import InlineExecutor
 
     class Zeros:
@@ -242,7 +211,7 @@ def test_a_generation_drives_the_hard_tracks(monkeypatch):
     _, _, episodes = train.run_generation(Zeros(), InlineExecutor(), np.random.default_rng(0), 3, False, 20,
                                           ("v", "r", "turbo", "numpy"), True, 0, 0, pool, 2)
     assert episodes == 12 and len(driven) == 4
-    assert all(s[0] >= train.TRAIN_SEED_LOW and s[0] not in pool and set(s[1:]) <= set(pool) for s in driven)
+    assert all(s[0] >= TRAIN_SEED_LOW and s[0] not in pool and set(s[1:]) <= set(pool) for s in driven)
 
 
 def test_hard_tracks_run_writes_original_logs(random_models, tmp_path):
@@ -294,20 +263,9 @@ def test_killing_the_master_leaves_no_process_of_the_run(random_models, tmp_path
     assert not alive, [(q.pid, q.cmdline()) for q in alive]
 
 
-def test_screened_ranking_puts_the_screened_out_half_below_in_screening_order():
-    import train
-
-    fitness = np.array([700.0, 650.0, 300.0, 900.0, 200.0, 500.0])  # the bottom half's are screening means
-    screened = np.array([680.0, 660.0, 300.0, 880.0, 200.0, 500.0])
-    top = np.array([3, 0, 1])
-    ranking = train.screened_ranking(fitness, screened, top)
-    assert list(np.argsort(-ranking)) == [3, 0, 1, 5, 2, 4]
-    np.testing.assert_array_equal(ranking[top], fitness[top])
-    assert ranking[[2, 4, 5]].max() <= 650.0 - 1.0
-
-
 def test_screening_drives_the_rest_only_for_the_better_half(random_models):
     import train
+    from fitness import generation_seeds
     from workers import InlineExecutor
 
     class Recorder:  # an optimiser that keeps what it is told
@@ -323,7 +281,7 @@ def test_screening_drives_the_rest_only_for_the_better_half(random_models):
     assert episodes == 6 * 1 + 3 * 2 and len(fitness) == len(steps) == 6
     top = np.argsort(-opt.ranking)[:3]
     # the better half is the one the first track picks: drive every candidate on it again
-    first = train.generation_seeds(np.random.default_rng(1), 6, 3, False, True)[0][:1]
+    first = generation_seeds(np.random.default_rng(1), 6, 3, False, True)[0][:1]
     screened = [train.evaluate(p, first, 20, *random_models, "turbo", "numpy")[0][0] for p in opt.ask()]
     assert set(top) == set(np.argsort(-np.array(screened), kind="stable")[:3])
     assert np.all(opt.ranking[top] == fitness[top]) and opt.ranking[top].min() > np.delete(opt.ranking, top).max()
@@ -334,3 +292,23 @@ def test_screen_episodes_run_writes_original_logs(random_models, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "episodes 6" in p.stdout  # 4 candidates x 1 track + the better 2 x 1 more
     check_logs(tmp_path)
+
+
+def test_resume_takes_the_runs_flags_from_its_checkpoint_unless_given_again(random_models, tmp_path, capsys):
+    import train
+
+    vae, rnn = random_models
+    first = train.parse_args(tiny_args(random_models, tmp_path, "--common_tracks", "1", "--stall_frames", "5"))
+    flags = {k: getattr(first, k) for k in train.RUN_FLAGS}
+    with open(tmp_path / f"{BASE}.ckpt.pkl", "wb") as f:
+        pickle.dump({"flags": flags, "generation": 1}, f)
+    bare = ["-n", "4", "--num_episode", "2", "--log-dir", str(tmp_path), "--resume"]
+    resumed = train.parse_args(bare)  # not even --vae/--rnn: they are the run's too
+    assert {k: getattr(resumed, k) for k in train.RUN_FLAGS} == flags
+    out = capsys.readouterr().out
+    assert "--common_tracks 1" in out and "--stall_frames 5" in out and f"--vae {vae}" in out
+    changed = train.parse_args(bare + ["--stall_frames", "7", "--max-frames", "40"])
+    assert changed.stall_frames == 7 and changed.max_len == 40 and changed.common_tracks == 1
+    out = capsys.readouterr().out
+    assert "--stall_frames changed from 5 to 7" in out and "--max_len changed from 50 to 40" in out
+    assert "--max_len" not in out.split("checkpoint:")[1].split("\n")[0]  # given again: not also "taken"
