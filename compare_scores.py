@@ -6,7 +6,8 @@
 
 Reads the `seed N reward R steps S` lines of each file (nothing is written). Prints each agent's
 figures on the tracks both drove, then B - A per track: its mean +- standard error, how many tracks
-B won, and whether the difference is more than twice its standard error. Pairing removes the part
+B won, and whether the difference is more than twice its standard error; then the difference in
+frames a lap on the tracks where both finished (the speed, which lost laps would drown). Pairing removes the part
 of the spread that comes from the track itself (some tracks are hard for every agent): comparing
 two agents on validation tracks 20000-20099, the difference's standard error was 12.3 paired
 against 17.8 from the two unpaired means.
@@ -22,7 +23,7 @@ LINE = re.compile(r"^seed (\d+) reward (\S+) steps (\d+)( lap finished)?\s*$")
 
 
 def read_scores(path):
-    """{seed: (reward, lap finished)} from one `model.py norender` output."""
+    """{seed: (reward, lap finished, frames)} from one `model.py norender` output."""
     how = "save the output of `python model.py norender CONTROLLER SEED | tee a.txt` and pass a.txt"
     try:
         with open(path) as f:
@@ -45,7 +46,7 @@ def read_scores(path):
             raise UserError(f"{path}: seed {seed} has reward {m.group(2)}, not a finite number; rerun that agent")
         if seed in scores:
             raise UserError(f"{path} has seed {seed} twice (two runs in one file?); keep one run per file")
-        scores[seed] = (reward, bool(m.group(4)))
+        scores[seed] = (reward, bool(m.group(4)), int(m.group(3)))
     if not scores:
         raise UserError(f"{path} has no 'seed N reward R steps S' lines; {how}")
     return scores
@@ -69,6 +70,16 @@ def difference_summary(d):
             f"B higher on {int((d > 0).sum())}, lower on {int((d < 0).sum())}: {verdict}")
 
 
+def speed_summary(a, b, seeds):
+    """Frames a lap, B - A, on the tracks where both finished: speed without the lost laps' noise."""
+    both = [s for s in seeds if a[s][1] and b[s][1]]
+    if len(both) < 2:
+        return f"laps both finished: {len(both)}, too few to compare speed"
+    d = np.array([b[s][2] - a[s][2] for s in both], dtype=np.float64)
+    return (f"on the {len(both)} laps both finished: B - A {d.mean():+.1f} +- {standard_error(d):.1f} frames a lap "
+            f"(A {np.mean([a[s][2] for s in both]):.0f}; fewer frames = faster, +0.1 point each)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", help="output of `model.py norender` for agent A")
@@ -84,6 +95,7 @@ def main(argv=None):
         print(f"{name} {path}: " + score_summary([s[k][0] for k in seeds], [s[k][1] for k in seeds])
               + (f" ({left} unpaired tracks left out)" if left else ""))
     print(difference_summary(d))
+    print(speed_summary(a, b, seeds))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def hard_pool(hard_tracks, hard_below, hard_episodes, num_episode, screen_episod
     if low:
         raise UserError(f"--hard_tracks {hard_tracks} has seed {min(low)}: training tracks are seeds >= "
                         f"{TRAIN_SEED_LOW} (below are evaluation, validation 20000+ and test 10000+ tracks)")
-    pool = tuple(sorted(s for s, (r, _) in scores.items() if r < hard_below))
+    pool = tuple(sorted(s for s, (r, *_) in scores.items() if r < hard_below))
     if len(pool) < hard_episodes:
         raise UserError(f"--hard_tracks {hard_tracks}: {len(pool)} tracks below --hard_below "
                         f"{hard_below}, fewer than --hard_episodes {hard_episodes}; drive more tracks "

@@ -221,6 +221,13 @@ def test_compare_scores_pairs_by_track(tmp_path):
     # noise bigger than the mean difference: no verdict
     assert "no clear difference" in compare_scores.difference_summary(np.array([50.0, -40.0, 10.0]))
     assert "A is better" in compare_scores.difference_summary(np.array([-9.0, -11.0, -10.0]))
+    a.write_text(a.read_text() + "seed 20004 reward 905.00 steps 950 lap finished\n")
+    b.write_text(b.read_text() + "seed 20004 reward 915.00 steps 850 lap finished\n")
+    sa, sb = compare_scores.read_scores(a), compare_scores.read_scores(b)
+    assert sb[20004] == (915.0, True, 850)
+    # the laps both finished, 20002 (900 -> 880) and 20004 (950 -> 850): -60 +- 40 frames
+    assert "on the 2 laps both finished: B - A -60.0 +- 40.0 frames a lap (A 925" in \
+        compare_scores.speed_summary(sa, sb, sorted(sa.keys() & sb.keys()))
     (tmp_path / "nothing.txt").write_text("100 episodes in 258s\n")
     with pytest.raises(UserError, match="no 'seed N reward R steps S' lines"):
         compare_scores.read_scores(tmp_path / "nothing.txt")
