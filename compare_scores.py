@@ -6,8 +6,8 @@
 
 Reads the `seed N reward R steps S` lines of each file (nothing is written). Prints each agent's
 figures on the tracks both drove, then B - A per track: its mean +- standard error, how many tracks
-B won, and whether the difference is more than twice its standard error; then the difference in
-frames a lap on the tracks where both finished (the speed, which lost laps would drown). Pairing removes the part
+B won, and whether it is more than twice its standard error; then the difference in frames a lap on
+the tracks where both finished (the speed, which lost laps would drown). Pairing removes the part
 of the spread that comes from the track itself (some tracks are hard for every agent): comparing
 two agents on validation tracks 20000-20099, the difference's standard error was 12.3 paired
 against 17.8 from the two unpaired means.

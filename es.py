@@ -379,19 +379,19 @@ def make_es(name, num_params, popsize, sigma_init, sigma_decay, antithetic, seed
         return CMAES(num_params, sigma_init=sigma_init, popsize=popsize, seed=seed)
     if name == "ses":
         return PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
-                           sigma_limit=0.02, elite_ratio=0.1, weight_decay=0.005, popsize=popsize,
-                           average_baseline=False, seed=seed)
+                    sigma_limit=0.02, elite_ratio=0.1, weight_decay=0.005, popsize=popsize,
+                    average_baseline=False, seed=seed)
     if name == "pepg":
         return PEPG(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_alpha=0.2,
-                           sigma_limit=0.02, learning_rate=0.01, learning_rate_decay=1.0,
-                           learning_rate_limit=0.01, weight_decay=0.005, popsize=popsize,
-                           average_baseline=popsize % 2 == 0, seed=seed)
+                    sigma_limit=0.02, learning_rate=0.01, learning_rate_decay=1.0,
+                    learning_rate_limit=0.01, weight_decay=0.005, popsize=popsize,
+                    average_baseline=popsize % 2 == 0, seed=seed)
     if name == "ga":
         return SimpleGA(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
-                               elite_ratio=0.1, weight_decay=0.005, popsize=popsize, seed=seed)
+                        elite_ratio=0.1, weight_decay=0.005, popsize=popsize, seed=seed)
     if name == "oes":
         return OpenES(num_params, sigma_init=sigma_init, sigma_decay=sigma_decay, sigma_limit=0.02,
-                             learning_rate=0.01, learning_rate_decay=1.0, learning_rate_limit=0.01,
-                             antithetic=antithetic and popsize % 2 == 0, weight_decay=0.005,
-                             popsize=popsize, seed=seed)
+                      learning_rate=0.01, learning_rate_decay=1.0, learning_rate_limit=0.01,
+                      antithetic=antithetic and popsize % 2 == 0, weight_decay=0.005,
+                      popsize=popsize, seed=seed)
     raise ValueError(f"unknown optimizer {name!r}: use cma, ses, pepg, ga or oes")

@@ -15,7 +15,8 @@ on its first K tracks and only the better half on the rest (the logs' fitness of
 is then the mean of the episodes it drove). --hard_episodes K takes the last K tracks of every
 fitness from a pool of training tracks an agent scored badly on (--hard_tracks), so that rare
 failures (a spin in a sharp bend) weigh more in the ranking than their ~1 in 20 share of tracks.
-Which tracks a candidate drives, and the screened ranking, are in fitness.py.
+Which tracks a candidate drives, and the screened ranking, are in fitness.py; the checkpoint and
+the flags --resume takes from it in train_state.py.
 
 Reads vae/vae.json and rnn/rnn.json (--vae/--rnn); with --retrain, log/<base>.json.
 Writes, under --log-dir (default log/), with <base> = carracing.<optimizer>.<num_episode>.<population>:
@@ -45,7 +46,6 @@ import config  # noqa: E402
 config.one_blas_thread()  # before numpy: one BLAS thread per process
 
 import argparse
-import pickle
 import sys
 import time
 import traceback
@@ -54,21 +54,16 @@ import numpy as np
 
 import es as es_lib
 from fitness import HARD_BELOW, better_half, generation_seeds, hard_pool, screened_ranking
-
-# The flags that define what a run trains on: its checkpoint keeps them, and --resume takes those
-# not given again on its command line (a run resumed without them would change its fitness silently).
-RUN_FLAGS = ("antithetic", "common_tracks", "stall_frames", "screen_episodes", "hard_tracks", "hard_below",
-             "hard_episodes", "cap_time", "max_len", "renderer", "encoder", "eval_steps", "num_eval_episode",
-             "vae", "rnn")
+from train_state import DAMAGED, given_flags, read_checkpoint, restore_run_flags, run_flags, save_checkpoint
 from workers import WorkerError, abort_workers, open_executor, run_tasks, under_mpi
-from common import (ScalarWriter, UserError, atomic_write_bytes, atomic_write_json, claim_outputs, main_guard,
-                    read_json)
+from common import ScalarWriter, UserError, atomic_write_json, claim_outputs, main_guard, read_json
 
 USAGE_MPI = """MPI (one master rank + N-1 worker ranks):
   .venv/bin/mpiexec -n 65 .venv/bin/python -m mpi4py.futures train.py [flags]
   .venv/bin/mpiexec -n 65 .venv/bin/python train.py --mpi [flags]
 Without MPI: python train.py --processes N [flags].
 Tiny run: python train.py -n 4 --num_episode 2 --max_len 50 --generations 2 --eval_steps 1 --num_eval_episode 2"""
+
 
 # --- worker side -----------------------------------------------------------------------------
 
@@ -149,20 +144,6 @@ def record_evaluation(st, generation, seconds, reward, params):
                             "curr", reward, "prev", prev, "best", st["best_reward"]])
 
 
-def save_checkpoint(path, st):
-    st = dict(st, np_global=np.random.get_state())
-    atomic_write_bytes(path, pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def read_checkpoint(path, fix):
-    """The run state save_checkpoint pickled at path, or one line: why it cannot be read, and `fix`."""
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError) as e:
-        raise UserError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}): {fix}")
-
-
 def run_files(args):
     """(base, prefix, paths) of the run these flags name: <log_dir>/<base>.* ."""
     base = f"{config.ENV_NAME}.{args.optimizer}.{args.num_episode}.{args.num_worker * args.num_worker_trial}"
@@ -183,7 +164,7 @@ def train(args, executor):
     claim_outputs(args.log_dir, f"train.{base}", [os.path.basename(v) for v in paths.values()])
 
     if args.resume and os.path.exists(paths["ckpt"]):
-        st = read_checkpoint(paths["ckpt"], f"it is damaged; delete {prefix}.* to start over (or restore a copy)")
+        st = read_checkpoint(paths["ckpt"], DAMAGED.format(prefix))
         np.random.set_state(st.pop("np_global"))
         print(f"resuming {paths['ckpt']} after generation {st['generation']}", flush=True)
         write_logs(paths, st)
@@ -194,7 +175,7 @@ def train(args, executor):
         if args.resume:
             print(f"--resume: no checkpoint {paths['ckpt']}, starting a new run", flush=True)
         optimizer = es_lib.make_es(args.optimizer, config.CONTROLLER_PARAMS, popsize, args.sigma_init,
-                            args.sigma_decay, bool(args.antithetic), seed=args.seed_start)
+                                   args.sigma_decay, bool(args.antithetic), seed=args.seed_start)
         if args.retrain:
             mu = np.asarray(read_json(paths["json"], "--retrain file")[0], dtype=np.float64)
             if mu.size != config.CONTROLLER_PARAMS:
@@ -204,7 +185,9 @@ def train(args, executor):
         st = {"es": optimizer, "rng": np.random.default_rng(args.seed_start), "generation": 0,
               "history": [], "hist_best": [], "eval_log": [], "best_params": None,
               "best_reward": None, "elapsed": 0.0, "mean_steps": None}
-    st["flags"] = {k: getattr(args, k) for k in RUN_FLAGS}  # what the next --resume restores
+    st["flags"] = run_flags(args)  # what the next --resume restores
+    for note in args.resume_notes:
+        print(note, flush=True)
 
     tb = ScalarWriter(os.path.join(args.log_dir, "tb", base))
     print(f"{base}: population {popsize}, {args.num_episode} episodes each, "
@@ -248,34 +231,6 @@ def train(args, executor):
         write_logs(paths, st)
         tb.scalars(gen, scalars)
     print(f"done: {st['generation']} generations, logs in {prefix}.*", flush=True)
-
-
-def given_flags(parser, argv):
-    """The dests of the options written on the command line (the rest are argparse's defaults)."""
-    saved = {a: a.default for a in parser._actions}
-    try:
-        for a in saved:
-            a.default = argparse.SUPPRESS
-        return set(vars(parser.parse_args(argv)))
-    finally:
-        for a, d in saved.items():
-            a.default = d
-
-
-def restore_run_flags(args, given):
-    """--resume: the RUN_FLAGS the checkpoint holds, unless given again (then the new value wins)."""
-    _, prefix, paths = run_files(args)
-    if not os.path.exists(paths["ckpt"]):
-        return
-    flags = read_checkpoint(paths["ckpt"], f"it is damaged; delete {prefix}.* to start over").get("flags", {})
-    taken = [(k, v) for k, v in flags.items() if k not in given and getattr(args, k) != v]
-    changed = [(k, v) for k, v in flags.items() if k in given and getattr(args, k) != v]
-    for k, v in taken:
-        setattr(args, k, v)
-    if taken:
-        print("resume: the run's flags from its checkpoint: " + " ".join(f"--{k} {v}" for k, v in taken), flush=True)
-    for k, v in changed:
-        print(f"resume: --{k} changed from {v} to {getattr(args, k)} (given on the command line)", flush=True)
 
 
 def parse_args(argv=None):
@@ -328,8 +283,8 @@ def parse_args(argv=None):
     p.add_argument("--vae", default=config.VAE_PATH, help="VAE weights (vae.json)")
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights (rnn.json)")
     args = p.parse_args(argv)
-    if args.resume:
-        restore_run_flags(args, given_flags(p, argv))
+    _, prefix, paths = run_files(args)
+    args.resume_notes = restore_run_flags(p, args, given_flags(p, argv), paths["ckpt"], prefix) if args.resume else []
     for name in ("num_worker", "num_worker_trial", "num_episode", "eval_steps", "num_eval_episode"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")

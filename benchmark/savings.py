@@ -161,11 +161,11 @@ def parse_args(argv=None):
 
 def collect(args):
     """Drive every candidate of `populations` samples on its two track sets -> traces[p][s][c][e]."""
-    import train
     from fitness import generation_seeds
+    from train_state import read_checkpoint
     from workers import open_executor, run_tasks
 
-    st = train.read_checkpoint(args.checkpoint, "give train.py's <base>.ckpt.pkl")
+    st = read_checkpoint(args.checkpoint, "give train.py's <base>.ckpt.pkl")
     if not (isinstance(st, dict) and hasattr(st.get("es"), "ask") and "generation" in st):
         raise UserError(f"{args.checkpoint} is not a train.py checkpoint (<base>.ckpt.pkl)")
     es, rng = st["es"], np.random.default_rng(args.seed)

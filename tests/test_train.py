@@ -126,9 +126,12 @@ def test_sigkill_then_resume(process_run, random_models, tmp_path):
     again, _ = run(cmd)  # an existing run is never overwritten by accident
     assert again.returncode == 2 and "--resume" in again.stderr
 
-    resumed, _ = run(cmd + ["--resume"])
+    # a bare --resume: the episode length, renderer, V and M come from the checkpoint
+    resumed, _ = run([PYTHON, TRAIN, "-n", "4", "--num_episode", "2", "--generations", "2", "--log-dir", str(tmp_path),
+                      "--processes", "2", "--resume"])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "after generation 1" in resumed.stdout and "gen 1 " not in resumed.stdout
+    assert "resume: the run's flags from its checkpoint:" in resumed.stdout and "--max_len 50" in resumed.stdout
     hist = check_logs(tmp_path)
     reference = check_logs(process_run[0])
     assert [row[2:] for row in hist] == [row[2:] for row in reference]
@@ -294,21 +297,41 @@ def test_screen_episodes_run_writes_original_logs(random_models, tmp_path):
     check_logs(tmp_path)
 
 
-def test_resume_takes_the_runs_flags_from_its_checkpoint_unless_given_again(random_models, tmp_path, capsys):
+def test_resume_takes_the_runs_flags_from_its_checkpoint_unless_given_again(random_models, tmp_path):
     import train
+    from common import UserError
+    from train_state import run_flags
 
     vae, rnn = random_models
     first = train.parse_args(tiny_args(random_models, tmp_path, "--common_tracks", "1", "--stall_frames", "5"))
-    flags = {k: getattr(first, k) for k in train.RUN_FLAGS}
-    with open(tmp_path / f"{BASE}.ckpt.pkl", "wb") as f:
-        pickle.dump({"flags": flags, "generation": 1}, f)
+    flags = run_flags(first)
+    assert flags["encoder"] is not None and flags["vae"] == os.path.realpath(vae)  # outside the project: absolute
+
+    def checkpoint(**changes):
+        with open(tmp_path / f"{BASE}.ckpt.pkl", "wb") as f:
+            pickle.dump({"flags": dict(flags, **changes), "generation": 1}, f)
+
+    checkpoint(unknown_old_flag=3)  # a flag a later version dropped: ignored
     bare = ["-n", "4", "--num_episode", "2", "--log-dir", str(tmp_path), "--resume"]
     resumed = train.parse_args(bare)  # not even --vae/--rnn: they are the run's too
-    assert {k: getattr(resumed, k) for k in train.RUN_FLAGS} == flags
-    out = capsys.readouterr().out
-    assert "--common_tracks 1" in out and "--stall_frames 5" in out and f"--vae {vae}" in out
+    assert run_flags(resumed) == flags
+    out = resumed.resume_notes[0]  # printed by train(), on the master only
+    assert "--common_tracks 1" in out and "--stall_frames 5" in out and f"--vae {flags['vae']}" in out
     changed = train.parse_args(bare + ["--stall_frames", "7", "--max-frames", "40"])
     assert changed.stall_frames == 7 and changed.max_len == 40 and changed.common_tracks == 1
-    out = capsys.readouterr().out
-    assert "--stall_frames changed from 5 to 7" in out and "--max_len changed from 50 to 40" in out
-    assert "--max_len" not in out.split("checkpoint:")[1].split("\n")[0]  # given again: not also "taken"
+    notes = "\n".join(changed.resume_notes)
+    assert "--stall_frames changed from 5 to 7" in notes and "--max_len changed from 50 to 40" in notes
+    assert "--max_len" not in changed.resume_notes[0]  # given again: not also "taken"
+
+    pool = tmp_path / "pool.txt"
+    pool.write_text("".join(f"seed {2 ** 21 + i} reward {500 + i} steps 1000\n" for i in range(3)))
+    checkpoint(hard_tracks=str(pool), hard_episodes=1, hard_below=600.0)
+    assert train.parse_args(bare).hard_pool == (2 ** 21, 2 ** 21 + 1, 2 ** 21 + 2)
+    off = train.parse_args(bare + ["--hard_episodes", "0"])  # turning the pool off needs no other flag
+    assert off.hard_pool == () and off.hard_tracks is None and "is not taken" in "\n".join(off.resume_notes)
+    checkpoint(renderer="a_renderer_since_removed")
+    with pytest.raises(UserError, match="holds --renderer a_renderer_since_removed, not one of"):
+        train.parse_args(bare)
+    with open(tmp_path / f"{BASE}.ckpt.pkl", "wb") as f:
+        pickle.dump({"generation": 1}, f)  # written before the flags were kept: as before
+    assert train.parse_args(tiny_args(random_models, tmp_path, "--resume")).resume_notes == []
