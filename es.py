@@ -7,9 +7,9 @@
         best_param, best_reward, curr_reward, sigma = es.result()
 
 make_es(name, ...) builds the one train.py's -o flag names. Every optimiser also has
-current_param() (the mean, or the best elite for SimpleGA),
-best_param(), rms_stdev() (root mean square of the sampling standard deviations) and
-set_mu(mu) (move the mean, e.g. to retrain from saved parameters).
+current_param() (the mean, or the best elite for SimpleGA), best_param(), rms_stdev() (root
+mean square of the sampling standard deviations) and set_mu(mu) (move the mean, e.g. to
+retrain from saved parameters).
 
 weight_decay PENALISES large weights: each solution's fitness is
 reward - weight_decay * mean(x**2). (The original CMAES wrapper added the term with the

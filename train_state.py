@@ -25,6 +25,7 @@ RUN_FLAGS = ("antithetic", "common_tracks", "stall_frames", "screen_episodes", "
 PATH_FLAGS = ("hard_tracks", "vae", "rnn")  # kept relative to the project, so a clone elsewhere resumes
 DAMAGED = "it is damaged; delete {}.* to start over (or restore a copy)"
 
+
 def save_checkpoint(path, st):
     st = dict(st, np_global=np.random.get_state())
     atomic_write_bytes(path, pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
