@@ -164,7 +164,7 @@ def train(args, executor):
     claim_outputs(args.log_dir, f"train.{base}", [os.path.basename(v) for v in paths.values()])
 
     if args.resume and os.path.exists(paths["ckpt"]):
-        st = read_checkpoint(paths["ckpt"], DAMAGED.format(prefix))
+        st = args.resume_state or read_checkpoint(paths["ckpt"], DAMAGED.format(prefix))
         np.random.set_state(st.pop("np_global"))
         print(f"resuming {paths['ckpt']} after generation {st['generation']}", flush=True)
         write_logs(paths, st)
@@ -284,7 +284,8 @@ def parse_args(argv=None):
     p.add_argument("--rnn", default=config.RNN_PATH, help="MDN-RNN weights (rnn.json)")
     args = p.parse_args(argv)
     _, prefix, paths = run_files(args)
-    args.resume_notes = restore_run_flags(p, args, given_flags(p, argv), paths["ckpt"], prefix) if args.resume else []
+    args.resume_notes, args.resume_state = (restore_run_flags(p, args, given_flags(p, argv), paths["ckpt"], prefix)
+                                            if args.resume else ([], None))
     for name in ("num_worker", "num_worker_trial", "num_episode", "eval_steps", "num_eval_episode"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")

@@ -68,9 +68,10 @@ def run_flags(args):
 def restore_run_flags(parser, args, given, ckpt, prefix):
     """--resume: set the RUN_FLAGS the checkpoint holds and the command line does not give (the
     hard-track ones not when it turns them off, with --hard_episodes 0 or --screen_episodes K).
-    Returns the lines to print: what was taken, what was changed."""
+    Returns (the lines to print: what was taken, what was changed; the run state read, which
+    train() then resumes from rather than unpickle it again; None with no checkpoint)."""
     if not os.path.exists(ckpt):
-        return []
+        return [], None
     st = read_checkpoint(ckpt, DAMAGED.format(prefix))
     flags = (st.get("flags") if isinstance(st, dict) else None) or {}
     now, choices = run_flags(args), {a.dest: a.choices for a in parser._actions}
@@ -93,4 +94,4 @@ def restore_run_flags(parser, args, given, ckpt, prefix):
             taken.append(f"--{k} {v}")
     if taken:
         notes.insert(0, "resume: the run's flags from its checkpoint: " + " ".join(taken))
-    return notes
+    return notes, st

@@ -315,6 +315,7 @@ def test_resume_takes_the_runs_flags_from_its_checkpoint_unless_given_again(rand
     bare = ["-n", "4", "--num_episode", "2", "--log-dir", str(tmp_path), "--resume"]
     resumed = train.parse_args(bare)  # not even --vae/--rnn: they are the run's too
     assert run_flags(resumed) == flags
+    assert resumed.resume_state["generation"] == 1  # read once: train() resumes from it
     out = resumed.resume_notes[0]  # printed by train(), on the master only
     assert "--common_tracks 1" in out and "--stall_frames 5" in out and f"--vae {flags['vae']}" in out
     changed = train.parse_args(bare + ["--stall_frames", "7", "--max-frames", "40"])
@@ -335,3 +336,5 @@ def test_resume_takes_the_runs_flags_from_its_checkpoint_unless_given_again(rand
     with open(tmp_path / f"{BASE}.ckpt.pkl", "wb") as f:
         pickle.dump({"generation": 1}, f)  # written before the flags were kept: as before
     assert train.parse_args(tiny_args(random_models, tmp_path, "--resume")).resume_notes == []
+    os.remove(tmp_path / f"{BASE}.ckpt.pkl")
+    assert train.parse_args(tiny_args(random_models, tmp_path, "--resume")).resume_state is None
