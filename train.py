@@ -54,7 +54,7 @@ import numpy as np
 
 import es as es_lib
 from fitness import HARD_BELOW, better_half, generation_seeds, hard_pool, screened_ranking
-from train_state import DAMAGED, given_flags, read_checkpoint, restore_run_flags, run_flags, save_checkpoint
+from train_state import given_flags, restore_run_flags, run_flags, save_checkpoint
 from workers import WorkerError, abort_workers, open_executor, run_tasks, under_mpi
 from common import ScalarWriter, UserError, atomic_write_json, claim_outputs, main_guard, read_json
 
@@ -163,8 +163,8 @@ def train(args, executor):
         prepare(args.vae)
     claim_outputs(args.log_dir, f"train.{base}", [os.path.basename(v) for v in paths.values()])
 
-    if args.resume and os.path.exists(paths["ckpt"]):
-        st = args.resume_state or read_checkpoint(paths["ckpt"], DAMAGED.format(prefix))
+    if args.resume_state is not None:  # --resume with a checkpoint: parse_args read it for the run's flags
+        st = args.resume_state
         np.random.set_state(st.pop("np_global"))
         print(f"resuming {paths['ckpt']} after generation {st['generation']}", flush=True)
         write_logs(paths, st)
