@@ -34,6 +34,8 @@ RESIZE_FILTER = "BILINEAR"        # Pillow's antialiased bilinear: scipy.misc.im
 RENDERER = "exact"                # default CarRacing renderer, one of RENDERERS
 RENDERERS = ("stock", "exact", "turbo", "obs64")  # obs64: the 64x64 observation only (rollouts)
 ENCODER = "numpy"                 # V's encoder in rollouts: numpy (float32) | int8 (LiteRT, ~5x)
+Z_NOISE = 1.0                     # scale of the sampling noise in the z C sees: 1 = z ~ V's posterior, as
+                                  # the original; 0 = V's mean mu (a controller file may say otherwise)
 INT8_CACHE = os.environ.get("WM_INT8_CACHE", os.path.join(ROOT, "vae", "int8_cache"))
 PLAY_BRAKE = 0.8                  # brake strength of the Down key in keyboard play
 

@@ -4,7 +4,8 @@
     python model.py norender log/carracing.cma.16.64.best.json [seed]   # 100 episodes, mean and stdev
     python model.py render                                              # random weights, as the original
 
-Reads vae/vae.json, rnn/rnn.json and a controller file ([params, ...] as train.py writes it);
+Reads vae/vae.json, rnn/rnn.json and a controller file ([params, ...] as train.py writes it; a
+trailing {"z_noise": s} says C was trained on z = mu + s * sigma * noise, and is driven so);
 writes a video (videos/) when there is no display or with --video.
 
 The agent: each frame is encoded by the VAE into z (sampled from mu, logvar), the controller
@@ -38,6 +39,23 @@ def controller_action(features, weight, bias):
     return action
 
 
+def sample_z(mu, logvar, noise, z_noise=1.0):
+    """z = mu + z_noise * sigma * noise. The noise is drawn whatever the scale, so the tracks' RNG
+    streams (and every score at scale 1) stay the same."""
+    if z_noise != 1.0:
+        noise = noise * np.float32(z_noise)
+    return mu + np.exp(logvar / 2.0) * noise
+
+
+def controller_z_noise(data, filename):
+    """The z noise scale a controller file was trained with: its trailing {"z_noise": s}, else 1."""
+    meta = data[-1] if isinstance(data, list) and len(data) > 1 and isinstance(data[-1], dict) else {}
+    value = meta.get("z_noise", config.Z_NOISE)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise UserError(f"controller file {filename}: z_noise {value!r} must be a number >= 0")
+    return float(value)
+
+
 class Model:
     """Controller over NumPy V and M, with the original's method names."""
 
@@ -62,6 +80,7 @@ class Model:
         self.bias = np.random.randn(3)
         self.state = rnn_init_state(self.rnn)
         self.rng = np.random.default_rng()
+        self.z_noise = config.Z_NOISE
         self.env = None
         self.render_mode = None
         self._batch_envs, self._batch_renderer = [], None  # simulate_batch's envs, kept between calls
@@ -87,7 +106,7 @@ class Model:
         """64x64x3 uint8 frame(s) -> z sampled from the VAE posterior, mu, logvar."""
         batched = obs.ndim == 4
         mu, logvar = self.encoder.encode_mu_logvar(obs if batched else obs[None])
-        z = mu + np.exp(logvar / 2.0) * self.rng.standard_normal(mu.shape, dtype=np.float32)
+        z = sample_z(mu, logvar, self.rng.standard_normal(mu.shape, dtype=np.float32), self.z_noise)
         return (z, mu, logvar) if batched else (z[0], mu[0], logvar[0])
 
     def get_action(self, z):
@@ -121,6 +140,7 @@ class Model:
         except UserError as e:
             raise UserError(f"controller file {filename}: {e}")
         self.data = data
+        self.z_noise = controller_z_noise(data, filename)
 
     def get_random_model_params(self, stdev=0.1):
         return np.random.standard_cauchy(self.param_count) * stdev
@@ -243,7 +263,7 @@ def simulate_batch(model, seeds, max_len=-1, renderer=None, stall=0, laps=None, 
     for _ in range(max_steps):
         mu, logvar = model.encoder.encode_mu_logvar(obs)
         noise = np.stack([rngs[i].standard_normal(config.Z_SIZE, dtype=np.float32) for i in live])
-        z = mu + np.exp(logvar / 2.0) * noise
+        z = sample_z(mu, logvar, noise, model.z_noise)
         action = controller_action(rnn_output(state, z, EXP_MODE), model.weight, model.bias)
         check_finite(action, steps[live[0]])
         state = rnn_next_state(model.rnn, z, action, state)
@@ -303,7 +323,7 @@ def agent_from_args(file, seed, vae_path, rnn_path, random_vm, verbose=True, enc
     say(f"model size {model.param_count}, seed {seed}")
     if file is not None:
         model.load_model(file)
-        say(f"loaded {file}")
+        say(f"loaded {file}" + ("" if model.z_noise == 1 else f" (trained on z noise x{model.z_noise:g})"))
     else:
         np.random.seed(seed)
         stdev = np.random.rand() * config.RANDOM_STDEV_SCALE

@@ -70,7 +70,7 @@ Tiny run: python train.py -n 4 --num_episode 2 --max_len 50 --generations 2 --ev
 _MODELS = {}
 
 
-def worker_model(params, vae_path, rnn_path, encoder=None):
+def worker_model(params, vae_path, rnn_path, encoder=None, z_noise=config.Z_NOISE):
     """In a worker: the Model with these V and M (loaded once per process) and controller."""
     import model as model_lib
 
@@ -78,14 +78,15 @@ def worker_model(params, vae_path, rnn_path, encoder=None):
     if key not in _MODELS:
         _MODELS[key] = model_lib.make_model(vae_path=vae_path, rnn_path=rnn_path, encoder=encoder)
     _MODELS[key].set_model_params(params)
+    _MODELS[key].z_noise = z_noise
     return _MODELS[key]
 
 
-def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None, stall=0):
+def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None, stall=0, z_noise=config.Z_NOISE):
     """Worker task: one controller on the tracks `seeds` -> (returns, steps) lists."""
     import model as model_lib
 
-    m = worker_model(params, vae_path, rnn_path, encoder)
+    m = worker_model(params, vae_path, rnn_path, encoder, z_noise)
     rewards, steps = model_lib.simulate_batch(m, seeds, max_len=max_len, renderer=renderer, stall=stall)
     return np.asarray(rewards, dtype=np.float64).tolist(), np.asarray(steps).tolist()
 
@@ -93,7 +94,7 @@ def evaluate(params, seeds, max_len, vae_path, rnn_path, renderer, encoder=None,
 # --- training ---------------------------------------------------------------------------------
 
 def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, models, common=False,
-                   stall=0, screen=0, pool=(), hard=0):
+                   stall=0, screen=0, pool=(), hard=0, z_noise=config.Z_NOISE):
     """ask -> evaluate everywhere -> tell. Returns (fitness, steps, episodes run); fitness and
     steps are each candidate's means over the episodes it drove.
 
@@ -102,13 +103,15 @@ def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, m
     solutions = optimizer.ask()
     seeds = generation_seeds(rng, len(solutions), num_episode, antithetic, common, pool, hard)
     k = screen or num_episode
-    results = run_tasks(executor, evaluate, [(s, sd[:k], max_len, *models, stall) for s, sd in zip(solutions, seeds)])
+    results = run_tasks(executor, evaluate, [(s, sd[:k], max_len, *models, stall, z_noise)
+                                             for s, sd in zip(solutions, seeds)])
     returns, steps = [list(r) for r, _ in results], [list(t) for _, t in results]
     top = np.arange(len(solutions))
     if screen:
         screened = np.array([np.mean(r) for r in returns])
         top = better_half(screened)
-        more = run_tasks(executor, evaluate, [(solutions[i], seeds[i][k:], max_len, *models, stall) for i in top])
+        more = run_tasks(executor, evaluate, [(solutions[i], seeds[i][k:], max_len, *models, stall, z_noise)
+                                              for i in top])
         for i, (r, t) in zip(top, more):
             returns[i] += r
             steps[i] += t
@@ -117,21 +120,24 @@ def run_generation(optimizer, executor, rng, num_episode, antithetic, max_len, m
     return fitness, np.array([np.mean(t) for t in steps]), sum(len(r) for r in returns)
 
 
-def evaluate_mean(executor, params, num_eval_episode, chunk, max_len, models):
+def evaluate_mean(executor, params, num_eval_episode, chunk, max_len, models, z_noise=config.Z_NOISE):
     """Mean return of `params` on tracks 0..num_eval_episode-1, in tasks of `chunk` tracks."""
     seeds = list(range(num_eval_episode))
-    tasks = [(params, seeds[i:i + chunk], max_len, *models) for i in range(0, len(seeds), chunk)]
+    tasks = [(params, seeds[i:i + chunk], max_len, *models, 0, z_noise) for i in range(0, len(seeds), chunk)]
     return float(np.mean([r for rewards, _ in run_tasks(executor, evaluate, tasks) for r in rewards]))
 
 
 def write_logs(paths, st):
-    """Every JSON log from the run state (so a resumed run rewrites them consistently)."""
-    atomic_write_json(paths["json"], [np.round(st["es"].current_param(), 4).tolist()])
+    """Every JSON log from the run state (so a resumed run rewrites them consistently). A run on
+    other than V's own z noise says so in its controller files, which model.py then drives with."""
+    z_noise = st["flags"].get("z_noise", config.Z_NOISE)
+    meta = [] if z_noise == config.Z_NOISE else [{"z_noise": z_noise}]
+    atomic_write_json(paths["json"], [np.round(st["es"].current_param(), 4).tolist()] + meta)
     atomic_write_json(paths["hist"], st["history"])
     if st["eval_log"]:
         atomic_write_json(paths["hist_best"], st["hist_best"])
         atomic_write_json(paths["log"], st["eval_log"])
-        atomic_write_json(paths["best"], [st["best_params"], st["best_reward"]])
+        atomic_write_json(paths["best"], [st["best_params"], st["best_reward"]] + meta)
 
 
 def record_evaluation(st, generation, seconds, reward, params):
@@ -203,7 +209,7 @@ def train(args, executor):
         fitness, steps, episodes = run_generation(st["es"], executor, st["rng"], args.num_episode,
                                                   bool(args.antithetic), max_len, models, bool(args.common_tracks),
                                                   args.stall_frames, args.screen_episodes, args.hard_pool,
-                                                  args.hard_episodes)
+                                                  args.hard_episodes, args.z_noise)
         seconds = int(time.time() - t_start)
         rms = st["es"].rms_stdev()
         row = [gen, seconds, round(float(fitness.mean()), 4), round(float(fitness.min()), 4),
@@ -221,7 +227,7 @@ def train(args, executor):
         if gen % args.eval_steps == 0:
             params = st["es"].current_param()
             reward = evaluate_mean(executor, params, args.num_eval_episode, args.num_episode,
-                                   args.max_len, models)
+                                   args.max_len, models, args.z_noise)
             record_evaluation(st, gen, int(time.time() - t_start), reward, params)
             print(f"eval gen {gen}: {reward:.2f} over {args.num_eval_episode} episodes "
                   f"(best {st['best_reward']:.2f})", flush=True)
@@ -277,6 +283,10 @@ def parse_args(argv=None):
                    help=f"CarRacing renderer (default {config.RENDERER}; obs64 is the fastest for training)")
     p.add_argument("--encoder", default=None, choices=["numpy", "int8"],
                    help=f"V's encoder in rollouts (default {config.ENCODER}; int8 ~5x faster, vae/int8.py)")
+    p.add_argument("--z_noise", type=float, default=config.Z_NOISE,
+                   help="scale of V's sampling noise in the z that C sees (1: z sampled from V's posterior, "
+                        "as the original; 0: V's mean mu). Its controller files say it, and model.py drives "
+                        "them so")
     p.add_argument("--mpi", action="store_true", help="use MPI ranks as workers (automatic under mpiexec)")
     p.add_argument("--processes", type=int, default=None, help="without MPI: worker processes (default: cores)")
     p.add_argument("--log-dir", default=config.LOG_DIR, help="where the logs go (default log/)")
@@ -289,6 +299,8 @@ def parse_args(argv=None):
     for name in ("num_worker", "num_worker_trial", "num_episode", "eval_steps", "num_eval_episode"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1")
+    if not 0 <= args.z_noise < float("inf"):
+        raise UserError(f"--z_noise {args.z_noise}: must be a number >= 0 (1: V's own noise, 0: none)")
     if args.stall_frames < 0:
         raise UserError(f"--stall_frames {args.stall_frames}: must be >= 0 (0: off)")
     if args.screen_episodes and args.num_episode < 2:

@@ -21,7 +21,7 @@ from common import UserError, atomic_write_bytes
 # not given again on its command line (a run resumed without them would change its fitness silently).
 RUN_FLAGS = ("antithetic", "common_tracks", "stall_frames", "screen_episodes", "hard_tracks", "hard_below",
              "hard_episodes", "cap_time", "max_len", "renderer", "encoder", "eval_steps", "num_eval_episode",
-             "vae", "rnn")
+             "vae", "rnn", "z_noise")
 PATH_FLAGS = ("hard_tracks", "vae", "rnn")  # kept relative to the project, so a clone elsewhere resumes
 DAMAGED = "it is damaged; delete {}.* to start over (or restore a copy)"
 

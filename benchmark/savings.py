@@ -32,13 +32,13 @@ import numpy as np  # noqa: E402
 from common import UserError, atomic_savez, atomic_write_json, main_guard, standard_error  # noqa: E402
 
 
-def drive(params, seeds, max_len, vae_path, rnn_path, renderer, encoder):
+def drive(params, seeds, max_len, vae_path, rnn_path, renderer, encoder, z_noise=config.Z_NOISE):
     """Worker task: one controller on `seeds`, full episodes -> each episode's reward per frame."""
     import model as model_lib
     import train
 
     traces = []
-    model_lib.simulate_batch(train.worker_model(params, vae_path, rnn_path, encoder), seeds,
+    model_lib.simulate_batch(train.worker_model(params, vae_path, rnn_path, encoder, z_noise), seeds,
                              max_len=max_len, renderer=renderer, traces=traces)
     return traces
 
@@ -169,7 +169,8 @@ def collect(args):
     if not (isinstance(st, dict) and hasattr(st.get("es"), "ask") and "generation" in st):
         raise UserError(f"{args.checkpoint} is not a train.py checkpoint (<base>.ckpt.pkl)")
     es, rng = st["es"], np.random.default_rng(args.seed)
-    models = (os.path.abspath(args.vae), os.path.abspath(args.rnn), args.renderer, args.encoder)
+    z_noise = (st.get("flags") or {}).get("z_noise", config.Z_NOISE)  # the run's own view of V's noise
+    models = (os.path.abspath(args.vae), os.path.abspath(args.rnn), args.renderer, args.encoder, z_noise)
     if args.encoder == "int8":
         from vae.int8 import prepare
         prepare(args.vae)

@@ -250,3 +250,30 @@ def test_compare_scores_pairs_by_track(tmp_path):
     # a controller passed by mistake: the hint never suggests writing over it
     with pytest.raises(UserError, match="tee a.txt"):
         compare_scores.read_scores(SHIPPED)
+
+
+def test_z_noise_scales_the_sampling_noise_and_the_controller_file_says_it(agent, tmp_path):
+    rng = np.random.default_rng(0)
+    mu, logvar, noise = (rng.normal(size=32).astype(np.float32) for _ in range(3))
+    np.testing.assert_array_equal(model.sample_z(mu, logvar, noise), mu + np.exp(logvar / 2.0) * noise)
+    np.testing.assert_array_equal(model.sample_z(mu, logvar, noise, 0.0), mu)
+    np.testing.assert_allclose(model.sample_z(mu, logvar, noise, 0.5) - mu, np.exp(logvar / 2.0) * noise / 2, atol=1e-6)
+
+    params = rng.normal(0, 0.1, 867)
+    plain, quiet = tmp_path / "plain.json", tmp_path / "quiet.json"
+    write_controller(plain, params)
+    quiet.write_text(json.dumps([np.round(params, 4).tolist(), 1.0, {"z_noise": 0}]))
+    agent.load_model(str(quiet))
+    assert agent.z_noise == 0.0
+    frame = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    z, mu, _ = agent.encode_obs(frame)
+    np.testing.assert_array_equal(z, mu)  # C sees V's mean
+    agent.make_env(renderer="obs64")
+    single = [model.simulate(agent, train_mode=True, num_episode=1, seed=s, max_len=40)[0][0] for s in (2, 7)]
+    np.testing.assert_array_equal(model.simulate_batch(agent, [2, 7], max_len=40, renderer="obs64")[0], single)
+    agent.load_model(str(plain))  # a file without it: the original's sampled z
+    assert agent.z_noise == 1.0
+    for bad in (-1, "loud", True):
+        quiet.write_text(json.dumps([params.tolist(), 1.0, {"z_noise": bad}]))
+        with pytest.raises(UserError, match="quiet.json: z_noise"):
+            agent.load_model(str(quiet))

@@ -338,3 +338,23 @@ def test_resume_takes_the_runs_flags_from_its_checkpoint_unless_given_again(rand
     assert train.parse_args(tiny_args(random_models, tmp_path, "--resume")).resume_notes == []
     os.remove(tmp_path / f"{BASE}.ckpt.pkl")
     assert train.parse_args(tiny_args(random_models, tmp_path, "--resume")).resume_state is None
+
+
+def test_a_run_on_other_z_noise_says_so_in_its_controller_files(random_models, tmp_path):
+    import model
+
+    p, _ = run([PYTHON, TRAIN, *tiny_args(random_models, tmp_path, "--processes", "1", "--z_noise", "0",
+                                          "--generations", "1", "--renderer", "obs64")])
+    assert p.returncode == 0, p.stdout + p.stderr
+    prefix = os.path.join(str(tmp_path), BASE)
+    for ext in ("json", "best.json"):
+        with open(f"{prefix}.{ext}") as f:
+            assert json.load(f)[-1] == {"z_noise": 0.0}
+    with open(f"{prefix}.ckpt.pkl", "rb") as f:
+        assert pickle.load(f)["flags"]["z_noise"] == 0.0  # --resume keeps it
+    agent = model.make_model(vae_path=random_models[0], rnn_path=random_models[1])
+    agent.load_model(f"{prefix}.best.json")
+    assert agent.z_noise == 0.0
+    p, _ = run([PYTHON, TRAIN, *tiny_args(random_models, tmp_path / "bad", "--z_noise", "-1")])
+    assert p.returncode != 0 and "--z_noise -1.0: must be a number >= 0" in p.stderr
+    assert "Traceback" not in p.stderr
